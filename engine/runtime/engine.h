@@ -1,0 +1,118 @@
+/* The engine: named policies (feature space + model + explorer), the action
+ * catalog and the table of pending events. decide() scores candidates and
+ * explores; learn() closes an event and updates the policy's model.
+ *
+ * Threading: an engine is used from one thread at a time (the loop thread);
+ * nothing here locks. Pointers returned into policy scratch (a decision's
+ * probabilities and scores) stay valid until that policy's next decide. */
+#ifndef ONEARM_RUNTIME_ENGINE_H
+#define ONEARM_RUNTIME_ENGINE_H
+
+#include <stdint.h>
+
+#include "catalog/catalog.h"
+#include "core/features.h"
+#include "core/rng.h"
+#include "core/strmap.h"
+#include "explore/explore.h"
+#include "models/model.h"
+#include "onearm.h"
+
+#define OA_MAX_CANDIDATES 4096
+#define OA_MAX_NAME 64
+#define OA_EVENT_ID_MAX 128
+
+typedef struct oa_engine oa_engine;
+typedef struct oa_policy oa_policy;
+
+/* A custom explorer (a Lua function, in practice): fill prob[0..n) from the
+ * candidates' scores; the engine validates the result (finite, >= 0, sums
+ * to 1). `context` is the request's context values by slot, `step` the
+ * number of decisions the policy made before this one. */
+typedef int (*oa_custom_explore_fn)(void *ud, oa_policy *p, const oa_explore_input *in,
+                                    const oa_value *context, uint64_t step, double *prob,
+                                    oa_error *err);
+
+typedef struct oa_policy_spec {
+  const char *name;
+  oa_features *features; /* retained by the policy */
+  oa_model *model;       /* owned by the policy once oa_engine_add_policy succeeds */
+  oa_explore_kind explore;
+  oa_explore_params params;
+  oa_custom_explore_fn custom_explore; /* for OA_EXPLORE_CUSTOM */
+  void *custom_ud;
+} oa_policy_spec;
+
+/* A decision request. Values are by slot of the policy's feature space
+ * (oa_features_bind turns named fields into slots). */
+typedef struct oa_decide_request {
+  const char *event_id;            /* NULL or "": the engine makes one */
+  const oa_value *context;         /* nfields(context) values, or NULL (empty) */
+  int32_t n;                       /* candidates, 1..OA_MAX_CANDIDATES */
+  const char *const *ids;          /* candidate action ids (n) */
+  const size_t *id_lens;           /* their lengths, or NULL (NUL-terminated) */
+  const oa_value *const *actions;  /* NULL, or per candidate: action values by slot,
+                                      or NULL to look that id up in the catalog */
+  const oa_explore_params *params; /* NULL: the policy's current parameters */
+  int keep_event;                  /* 1: keep the decision pending for learn() */
+} oa_decide_request;
+
+typedef struct oa_decision {
+  char event_id[OA_EVENT_ID_MAX];
+  int32_t n;
+  int32_t chosen;
+  const double *prob;  /* n, borrowed (policy scratch) */
+  const double *mean;  /* n model scores, borrowed */
+  const double *width; /* n uncertainties, borrowed */
+  int estimated;       /* 1: prob is a Monte-Carlo estimate (Thompson) */
+} oa_decision;
+
+typedef struct oa_policy_stats {
+  uint64_t decisions, rewards;
+  double reward_sum;
+} oa_policy_stats;
+
+/* ---- engine ---- */
+
+/* seed drives generated event ids and decision randomness. */
+oa_engine *oa_engine_new(uint64_t seed, oa_error *err);
+void oa_engine_free(oa_engine *e);
+oa_catalog *oa_engine_catalog(oa_engine *e);
+/* Pending-event capacity (default 100000); when full the oldest event is
+ * dropped (counted in oa_engine_dropped_events). */
+int oa_engine_set_event_capacity(oa_engine *e, int32_t capacity, oa_error *err);
+uint64_t oa_engine_dropped_events(const oa_engine *e);
+int32_t oa_engine_pending_events(const oa_engine *e);
+
+/* Adds a policy; OA_EEXIST when the name is taken. On failure the spec's
+ * model is NOT freed (the caller still owns it). */
+int oa_engine_add_policy(oa_engine *e, const oa_policy_spec *spec, oa_error *err);
+/* Removes a policy and its pending events; OA_ENOTFOUND. */
+int oa_engine_remove_policy(oa_engine *e, const char *name, oa_error *err);
+oa_policy *oa_engine_policy(oa_engine *e, const char *name); /* NULL when unknown */
+int32_t oa_engine_policy_count(const oa_engine *e);
+oa_policy *oa_engine_policy_at(oa_engine *e, int32_t i);
+
+/* Closes a pending event with a reward and updates its policy's model once.
+ * OA_ENOTFOUND for an unknown (or already closed) event; OA_ENUMERIC for a
+ * non-finite reward (the event stays pending). */
+int oa_engine_learn(oa_engine *e, const char *event_id, double reward, oa_error *err);
+
+/* ---- policy ---- */
+
+const char *oa_policy_name(const oa_policy *p);
+oa_features *oa_policy_features(oa_policy *p);
+oa_model *oa_policy_model(oa_policy *p);
+oa_explore_kind oa_policy_explore_kind(const oa_policy *p);
+oa_explore_params oa_policy_params(const oa_policy *p);
+int oa_policy_set_params(oa_policy *p, const oa_explore_params *params, oa_error *err);
+oa_policy_stats oa_policy_get_stats(const oa_policy *p);
+
+int oa_policy_decide(oa_policy *p, const oa_decide_request *req, oa_decision *out,
+                     oa_error *err);
+/* Learn from an explicit (x, a, r, p): context and action values by slot
+ * (action NULL: look action_id up in the catalog). */
+int oa_policy_learn(oa_policy *p, const oa_value *context, const char *action_id,
+                    const oa_value *action, double reward, double prob, oa_error *err);
+
+#endif
