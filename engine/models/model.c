@@ -4,8 +4,10 @@
 #include <math.h>
 #include <string.h>
 
+/* A model with dim 0 (the context-free ones) ignores row values, so it
+ * accepts rows of any width: the policy passes its feature rows as is. */
 static int check_batch(const oa_model *m, const oa_batch *b, oa_error *err) {
-  if (b->d != m->dim)
+  if (m->dim != 0 && b->d != m->dim)
     return oa_error_set(err, OA_EDIM, "%s model has %d features per row, got %d",
                         m->ops->kind, m->dim, b->d);
   if (b->n < 0) return oa_error_set(err, OA_EINVAL, "negative row count");
@@ -45,7 +47,7 @@ int oa_model_update(oa_model *m, const oa_example *ex, int n, oa_error *err) {
       return oa_error_set(err, OA_ENUMERIC, "reward is not a finite number");
     if (!(e->prob > 0 && e->prob <= 1))
       return oa_error_set(err, OA_EINVAL, "propensity %g is outside (0, 1]", e->prob);
-    if (!oa_all_finite(e->x, m->dim))
+    if (m->dim != 0 && !oa_all_finite(e->x, m->dim))
       return oa_error_set(err, OA_ENUMERIC, "features contain NaN or Inf");
     if (m->ops->per_arm && (e->arm < 0 || e->arm >= m->arms))
       return oa_error_set(err, OA_ELIMIT, "arm %d is outside the %s model's %d arms", e->arm,
