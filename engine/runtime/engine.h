@@ -19,8 +19,8 @@
 #include "onearm.h"
 
 #define OA_MAX_CANDIDATES 4096
-#define OA_MAX_NAME 64
-#define OA_EVENT_ID_MAX 128
+#define OA_MAX_NAME       64
+#define OA_EVENT_ID_MAX   128
 
 typedef struct oa_engine oa_engine;
 typedef struct oa_policy oa_policy;

@@ -62,25 +62,36 @@ static void event_clear(oa__event *ev) {
 
 void oa_engine_free(oa_engine *e) {
   if (!e) return;
-  for (int32_t i = 0; i < e->ring_cap; i++) event_clear(&e->ring[i]);
+  for (int32_t i = 0; i < e->ring_cap; i++)
+    event_clear(&e->ring[i]);
   free(e->ring);
   oa_strmap_free(&e->event_index);
-  for (int32_t i = 0; i < e->n_policies; i++) oa__policy_free(e->policies[i]);
+  for (int32_t i = 0; i < e->n_policies; i++)
+    oa__policy_free(e->policies[i]);
   free(e->policies);
   oa_catalog_free(e->catalog);
   free(e);
 }
 
-uint64_t oa_engine_seed(const oa_engine *e) { return e->seed; }
-oa_catalog *oa_engine_catalog(oa_engine *e) { return e->catalog; }
-uint64_t oa_engine_dropped_events(const oa_engine *e) { return e->dropped; }
-int32_t oa_engine_pending_events(const oa_engine *e) { return e->live; }
+uint64_t oa_engine_seed(const oa_engine *e) {
+  return e->seed;
+}
+oa_catalog *oa_engine_catalog(oa_engine *e) {
+  return e->catalog;
+}
+uint64_t oa_engine_dropped_events(const oa_engine *e) {
+  return e->dropped;
+}
+int32_t oa_engine_pending_events(const oa_engine *e) {
+  return e->live;
+}
 
 int oa_engine_set_event_capacity(oa_engine *e, int32_t capacity, oa_error *err) {
   if (capacity < 1 || capacity > (1 << 26))
     return oa_error_set(err, OA_EINVAL, "event capacity must be 1 to %d", 1 << 26);
   if (e->live > 0)
-    return oa_error_set(err, OA_ESTATE, "the event capacity can change only with no pending events");
+    return oa_error_set(err, OA_ESTATE,
+                        "the event capacity can change only with no pending events");
   oa__event *ring = calloc((size_t)capacity, sizeof *ring);
   if (!ring) return oa_error_set(err, OA_ENOMEM, "out of memory for %d events", capacity);
   free(e->ring);
@@ -126,7 +137,8 @@ int oa_engine_remove_policy(oa_engine *e, const char *name, oa_error *err) {
       if (e->ring[k].id && e->ring[k].policy == p) drop_event_at(e, k);
     trim_head(e);
     oa__policy_free(p);
-    memmove(e->policies + i, e->policies + i + 1, sizeof *e->policies * (size_t)(e->n_policies - i - 1));
+    memmove(e->policies + i, e->policies + i + 1,
+            sizeof *e->policies * (size_t)(e->n_policies - i - 1));
     e->n_policies--;
     return 0;
   }
@@ -139,7 +151,9 @@ oa_policy *oa_engine_policy(oa_engine *e, const char *name) {
   return NULL;
 }
 
-int32_t oa_engine_policy_count(const oa_engine *e) { return e->n_policies; }
+int32_t oa_engine_policy_count(const oa_engine *e) {
+  return e->n_policies;
+}
 oa_policy *oa_engine_policy_at(oa_engine *e, int32_t i) {
   return i >= 0 && i < e->n_policies ? e->policies[i] : NULL;
 }
@@ -149,7 +163,8 @@ int oa__engine_event_id(oa_engine *e, const char *given, char out[OA_EVENT_ID_MA
   if (given && given[0]) {
     size_t n = strlen(given);
     if (n >= OA_EVENT_ID_MAX)
-      return oa_error_set(err, OA_EINVAL, "event id longer than %d bytes", OA_EVENT_ID_MAX - 1);
+      return oa_error_set(err, OA_EINVAL, "event id longer than %d bytes",
+                          OA_EVENT_ID_MAX - 1);
     if (oa_strmap_get(&e->event_index, given, n, NULL))
       return oa_error_set(err, OA_EEXIST, "event '%s' is already pending", given);
     memcpy(out, given, n + 1);
@@ -217,12 +232,20 @@ int oa__engine_keep_event(oa_engine *e, oa_policy *p, const oa_decision *d,
 int oa_engine_learn(oa_engine *e, const char *event_id, double reward, oa_error *err) {
   int64_t pos;
   if (!event_id || !oa_strmap_get(&e->event_index, event_id, strlen(event_id), &pos))
-    return oa_error_set(err, OA_ENOTFOUND, "no pending event '%s'", event_id ? event_id : "");
-  if (!isfinite(reward)) return oa_error_set(err, OA_ENUMERIC, "reward is not a finite number");
+    return oa_error_set(err, OA_ENOTFOUND, "no pending event '%s'",
+                        event_id ? event_id : "");
+  if (!isfinite(reward))
+    return oa_error_set(err, OA_ENUMERIC, "reward is not a finite number");
   oa__event *ev = &e->ring[pos];
-  oa_example ex = {.x = ev->x, .arm = ev->arm, .reward = reward, .prob = ev->prob,
-                   .n_cand = ev->n_cand, .cand_x = ev->cand_x, .cand_arm = ev->cand_arm,
-                   .cand_prob = ev->cand_prob, .chosen = ev->chosen};
+  oa_example ex = {.x = ev->x,
+                   .arm = ev->arm,
+                   .reward = reward,
+                   .prob = ev->prob,
+                   .n_cand = ev->n_cand,
+                   .cand_x = ev->cand_x,
+                   .cand_arm = ev->cand_arm,
+                   .cand_prob = ev->cand_prob,
+                   .chosen = ev->chosen};
   int rc = oa__policy_update(ev->policy, &ex, err);
   if (rc) return rc;
   drop_event_at(e, (int32_t)pos);

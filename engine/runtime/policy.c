@@ -38,18 +38,21 @@ static int grow_scratch(oa_policy *p, int32_t n, oa_error *err) {
 
 oa_policy *oa__policy_new(oa_engine *e, const oa_policy_spec *spec, oa_error *err) {
   if (!spec->name || !spec->name[0] || strlen(spec->name) >= OA_MAX_NAME) {
-    oa_error_set(err, OA_EINVAL, "a policy name must have 1 to %d bytes", OA_MAX_NAME - 1);
+    oa_error_set(err, OA_EINVAL, "a policy name must have 1 to %d bytes",
+                 OA_MAX_NAME - 1);
     return NULL;
   }
   if (!spec->features || !spec->model) {
-    oa_error_set(err, OA_EINVAL, "policy '%s' needs a feature space and a model", spec->name);
+    oa_error_set(err, OA_EINVAL, "policy '%s' needs a feature space and a model",
+                 spec->name);
     return NULL;
   }
   int32_t fdim = oa_features_dim(spec->features);
   if (spec->model->dim != 0 && spec->model->dim != fdim) {
-    oa_error_set(err, OA_EDIM,
-                 "policy '%s': the model expects %d features but the feature space has %d",
-                 spec->name, spec->model->dim, fdim);
+    oa_error_set(
+        err, OA_EDIM,
+        "policy '%s': the model expects %d features but the feature space has %d",
+        spec->name, spec->model->dim, fdim);
     return NULL;
   }
   if (oa_explore_check(spec->explore, &spec->params, err)) {
@@ -57,7 +60,8 @@ oa_policy *oa__policy_new(oa_engine *e, const oa_policy_spec *spec, oa_error *er
     return NULL;
   }
   if (spec->explore == OA_EXPLORE_CUSTOM && !spec->custom_explore) {
-    oa_error_set(err, OA_EINVAL, "policy '%s': a custom explorer needs a function", spec->name);
+    oa_error_set(err, OA_EINVAL, "policy '%s': a custom explorer needs a function",
+                 spec->name);
     return NULL;
   }
   oa_policy *p = calloc(1, sizeof *p);
@@ -97,7 +101,8 @@ void oa__policy_free(oa_policy *p) {
   oa_strmap_free(&p->arms);
   oa_fpart_free(p->ctx);
   oa_fpart_free(p->act);
-  for (int64_t i = 0; i < p->cache_cap; i++) oa_fpart_free(p->cache[i].part);
+  for (int64_t i = 0; i < p->cache_cap; i++)
+    oa_fpart_free(p->cache[i].part);
   free(p->cache);
   free(p->empty_values);
   free(p->bind_values);
@@ -106,12 +111,24 @@ void oa__policy_free(oa_policy *p) {
   free(p);
 }
 
-const char *oa_policy_name(const oa_policy *p) { return p->name; }
-oa_features *oa_policy_features(oa_policy *p) { return p->fs; }
-oa_model *oa_policy_model(oa_policy *p) { return p->model; }
-oa_explore_kind oa_policy_explore_kind(const oa_policy *p) { return p->explore; }
-oa_explore_params oa_policy_params(const oa_policy *p) { return p->params; }
-oa_policy_stats oa_policy_get_stats(const oa_policy *p) { return p->stats; }
+const char *oa_policy_name(const oa_policy *p) {
+  return p->name;
+}
+oa_features *oa_policy_features(oa_policy *p) {
+  return p->fs;
+}
+oa_model *oa_policy_model(oa_policy *p) {
+  return p->model;
+}
+oa_explore_kind oa_policy_explore_kind(const oa_policy *p) {
+  return p->explore;
+}
+oa_explore_params oa_policy_params(const oa_policy *p) {
+  return p->params;
+}
+oa_policy_stats oa_policy_get_stats(const oa_policy *p) {
+  return p->stats;
+}
 
 int oa_policy_set_params(oa_policy *p, const oa_explore_params *params, oa_error *err) {
   int rc = oa_explore_check(p->explore, params, err);
@@ -122,7 +139,8 @@ int oa_policy_set_params(oa_policy *p, const oa_explore_params *params, oa_error
 
 /* The arm index of an action id for per-action models, assigned on first
  * sight; OA_ELIMIT once the model's arms are all taken. */
-int oa__policy_arm(oa_policy *p, const char *id, size_t len, int32_t *arm, oa_error *err) {
+int oa__policy_arm(oa_policy *p, const char *id, size_t len, int32_t *arm,
+                   oa_error *err) {
   int64_t v;
   if (oa_strmap_get(&p->arms, id, len, &v)) {
     *arm = (int32_t)v;
@@ -144,10 +162,12 @@ static int catalog_part(oa_policy *p, const char *id, size_t len, const oa_fpart
                         oa_error *err) {
   oa_catalog *cat = oa_engine_catalog(p->engine);
   int64_t slot = oa_catalog_find(cat, id, len);
-  if (slot < 0) return oa_error_set(err, OA_ENOTFOUND, "unknown action '%.*s'", (int)len, id);
+  if (slot < 0)
+    return oa_error_set(err, OA_ENOTFOUND, "unknown action '%.*s'", (int)len, id);
   if (slot >= p->cache_cap) {
     int64_t cap = p->cache_cap ? p->cache_cap : 64;
-    while (cap <= slot) cap *= 2;
+    while (cap <= slot)
+      cap *= 2;
     oa__cached_part *c = realloc(p->cache, sizeof *c * (size_t)cap);
     if (!c) return oa_error_set(err, OA_ENOMEM, "out of memory");
     memset(c + p->cache_cap, 0, sizeof *c * (size_t)(cap - p->cache_cap));
@@ -162,7 +182,8 @@ static int catalog_part(oa_policy *p, const char *id, size_t len, const oa_fpart
     int32_t nf = 0;
     const oa_field *fields = oa_catalog_fields(cat, slot, &nf);
     int rc = oa_features_bind(p->fs, OA_SIDE_ACTION, fields, nf, p->bind_values, err);
-    if (!rc) rc = oa_features_compile(p->fs, OA_SIDE_ACTION, p->bind_values, c->part, err);
+    if (!rc)
+      rc = oa_features_compile(p->fs, OA_SIDE_ACTION, p->bind_values, c->part, err);
     if (rc) {
       c->version = 0;
       return oa_error_prefix(err, "action '%.*s'", (int)len, id);
@@ -178,13 +199,13 @@ static size_t id_len(const oa_decide_request *req, int32_t i) {
 }
 
 /* Fill row i (or the shared context row) and arm i for candidate i. */
-static int candidate_row(oa_policy *p, const oa_decide_request *req, int32_t i, int per_arm,
-                         double *row, oa_error *err) {
+static int candidate_row(oa_policy *p, const oa_decide_request *req, int32_t i,
+                         int per_arm, double *row, oa_error *err) {
   const char *id = req->ids[i];
   size_t len = id_len(req, i);
   if (!id || len == 0) return oa_error_set(err, OA_EINVAL, "candidate %d has no id", i);
   if (per_arm) return oa__policy_arm(p, id, len, &p->arm[i], err);
-  const oa_fpart *part;
+  const oa_fpart *part = NULL;
   if (req->actions && req->actions[i]) {
     int rc = oa_features_compile(p->fs, OA_SIDE_ACTION, req->actions[i], p->act, err);
     if (rc) return oa_error_prefix(err, "action '%.*s'", (int)len, id);
@@ -239,8 +260,8 @@ int oa_policy_decide(oa_policy *p, const oa_decide_request *req, oa_decision *ou
   rc = oa_model_score(p->model, &batch, p->mean, need_width ? p->width : NULL, err);
   if (rc) return oa_error_prefix(err, "policy '%s'", p->name);
   if (!oa_all_finite(p->mean, n) || !oa_all_finite(p->width, n))
-    return oa_error_set(err, OA_ENUMERIC, "policy '%s': the model produced a non-finite score",
-                        p->name);
+    return oa_error_set(err, OA_ENUMERIC,
+                        "policy '%s': the model produced a non-finite score", p->name);
 
   oa_rng rng;
   oa_rng_seed(&rng, decision_seed(p, out->event_id));
@@ -258,7 +279,8 @@ int oa_policy_decide(oa_policy *p, const oa_decide_request *req, oa_decision *ou
     if (rc) return oa_error_prefix(err, "policy '%s' explorer", p->name);
     out->chosen = oa_probs_sample(p->prob, n, &rng);
   } else {
-    rc = oa_explore(p->explore, params, &in, &rng, p->prob, &out->chosen, &out->estimated, err);
+    rc = oa_explore(p->explore, params, &in, &rng, p->prob, &out->chosen, &out->estimated,
+                    err);
     if (rc) return oa_error_prefix(err, "policy '%s'", p->name);
   }
   out->n = n;
@@ -286,13 +308,14 @@ int oa_policy_learn(oa_policy *p, const oa_value *context, const char *action_id
                     const oa_value *action, double reward, double prob, oa_error *err) {
   if (!action_id || !action_id[0])
     return oa_error_set(err, OA_EINVAL, "learning needs the action's id");
-  if (!isfinite(reward)) return oa_error_set(err, OA_ENUMERIC, "reward is not a finite number");
+  if (!isfinite(reward))
+    return oa_error_set(err, OA_ENUMERIC, "reward is not a finite number");
   if (!(prob > 0 && prob <= 1))
     return oa_error_set(err, OA_EINVAL, "propensity %g is outside (0, 1]", prob);
   int rc = grow_scratch(p, 1, err);
   if (rc) return rc;
-  rc = oa_features_compile(p->fs, OA_SIDE_CONTEXT, context ? context : p->empty_values, p->ctx,
-                           err);
+  rc = oa_features_compile(p->fs, OA_SIDE_CONTEXT, context ? context : p->empty_values,
+                           p->ctx, err);
   if (rc) return oa_error_prefix(err, "context");
   const oa_value *const actions[1] = {action};
   const char *const ids[1] = {action_id};
@@ -301,7 +324,8 @@ int oa_policy_learn(oa_policy *p, const oa_value *context, const char *action_id
   if (per_arm) oa_features_join(p->fs, p->ctx, NULL, p->rows);
   rc = candidate_row(p, &req, 0, per_arm, p->rows, err);
   if (rc) return rc;
-  oa_example ex = {.x = p->rows, .arm = per_arm ? p->arm[0] : -1, .reward = reward, .prob = prob};
+  oa_example ex = {
+      .x = p->rows, .arm = per_arm ? p->arm[0] : -1, .reward = reward, .prob = prob};
   if (p->model->ops->needs_candidates) {
     /* A policy-gradient learner given one action: the candidate set is that
      * action alone, so the update only moves the baseline. */
