@@ -5,5 +5,11 @@
 #define ONEARM_CLI_H
 
 int cli_version(int argc, char **argv);
+int cli_simulate(int argc, char **argv);
+
+/* Runs require(module).main(args) in a new Lua state (lua_host.c), args
+ * being argv[0..argc). Returns main's integer result (0 when it returns
+ * nothing), or 1 after printing the error and a traceback to stderr. */
+int oa_lua_host_run(const char *module, int argc, char **argv);
 
 #endif

@@ -10,6 +10,7 @@ static const struct {
   const char *help;
 } commands[] = {
     {"version", cli_version, "print the version"},
+    {"simulate", cli_simulate, "run an app against simulated users"},
 };
 
 static void usage(FILE *out) {
