@@ -55,6 +55,7 @@ typedef struct oa_decide_request {
                                       or NULL to look that id up in the catalog */
   const oa_explore_params *params; /* NULL: the policy's current parameters */
   int keep_event;                  /* 1: keep the decision pending for learn() */
+  int deferred; /* 1: the event learns only once activated (oa_engine_activate) */
 } oa_decide_request;
 
 typedef struct oa_decision {
@@ -78,11 +79,72 @@ typedef struct oa_policy_stats {
 oa_engine *oa_engine_new(uint64_t seed, oa_error *err);
 void oa_engine_free(oa_engine *e);
 oa_catalog *oa_engine_catalog(oa_engine *e);
-/* Pending-event capacity (default 100000); when full the oldest event is
- * dropped (counted in oa_engine_dropped_events). */
+/* Pending-event capacity (default 100000). When the table is full the
+ * oldest event is closed early (with what it has, as on expiry) and counted
+ * as evicted. */
 int oa_engine_set_event_capacity(oa_engine *e, int32_t capacity, oa_error *err);
-uint64_t oa_engine_dropped_events(const oa_engine *e);
 int32_t oa_engine_pending_events(const oa_engine *e);
+/* Events closed early because the table was full (= event stats' evicted). */
+uint64_t oa_engine_dropped_events(const oa_engine *e);
+
+/* How several rewards for one event combine into the one the model learns. */
+typedef enum oa_combine {
+  OA_COMBINE_SUM = 0,
+  OA_COMBINE_FIRST,
+  OA_COMBINE_LAST,
+  OA_COMBINE_MAX,
+  OA_COMBINE_MEAN
+} oa_combine;
+
+/* When events close. With reward_wait > 0 an event waits that many seconds
+ * for rewards, then oa_engine_expire closes it with the combined reward, or
+ * with default_reward if none came. close_on_reward closes it at its first
+ * reward instead. An event decided with `deferred` learns only if it was
+ * activated before it closed (otherwise it closes without learning: the
+ * action was never shown). */
+typedef struct oa_event_config {
+  double reward_wait;  /* seconds; 0: no deadline (closed by a reward or eviction) */
+  int close_on_reward; /* 1: the first reward closes the event */
+  oa_combine combine;
+  double default_reward;
+} oa_event_config;
+/* Defaults: reward_wait 0, close_on_reward 1, SUM, default_reward 0. */
+oa_event_config oa_event_config_defaults(void);
+int oa_engine_set_event_config(oa_engine *e, const oa_event_config *cfg, oa_error *err);
+oa_event_config oa_engine_event_config(const oa_engine *e);
+/* Monotonic time source in seconds (default: CLOCK_MONOTONIC). Tests and
+ * hosts with their own clock (a libuv loop's uv_now) can replace it. */
+void oa_engine_set_clock(oa_engine *e, double (*now)(void *ud), void *ud);
+double oa_engine_now(oa_engine *e);
+/* Parse "sum", "first", "last", "max", "mean"; -1 when unknown. */
+int oa_combine_from_name(const char *name);
+const char *oa_combine_name(oa_combine c);
+
+/* What a close hook sees (for the decision log). Borrowed, valid during the
+ * call. ids/probs are the decision's candidate set (kept only while a hook
+ * is set). */
+typedef struct oa_closed_event {
+  const char *event_id;
+  const char *policy;
+  int32_t n, chosen;
+  const char *const *ids;
+  const double *probs;
+  double reward;   /* what the model learned (or would have) */
+  int32_t rewards; /* reward observations received */
+  int learned;     /* 1: the model was updated */
+  int defaulted;   /* 1: no reward came; default_reward was used */
+  int activated;
+  double opened, closed; /* engine clock, seconds */
+} oa_closed_event;
+typedef void (*oa_close_hook)(void *ud, const oa_closed_event *ev);
+void oa_engine_set_close_hook(oa_engine *e, oa_close_hook hook, void *ud);
+
+typedef struct oa_event_stats {
+  int32_t pending;
+  uint64_t closed, defaulted, evicted, unactivated, failed;
+  double oldest_age; /* seconds the oldest pending event has waited */
+} oa_event_stats;
+oa_event_stats oa_engine_event_stats(oa_engine *e);
 
 /* Adds a policy; OA_EEXIST when the name is taken. On failure the spec's
  * model is NOT freed (the caller still owns it). */
@@ -93,10 +155,20 @@ oa_policy *oa_engine_policy(oa_engine *e, const char *name); /* NULL when unknow
 int32_t oa_engine_policy_count(const oa_engine *e);
 oa_policy *oa_engine_policy_at(oa_engine *e, int32_t i);
 
-/* Closes a pending event with a reward and updates its policy's model once.
- * OA_ENOTFOUND for an unknown (or already closed) event; OA_ENUMERIC for a
- * non-finite reward (the event stays pending). */
+/* Adds a reward observation to a pending event (combined as configured),
+ * closing it when close_on_reward is set. OA_ENOTFOUND for an unknown
+ * event, OA_ESTATE for one that already closed, OA_ENUMERIC for a
+ * non-finite value (nothing changes). */
+int oa_engine_reward(oa_engine *e, const char *event_id, double value, oa_error *err);
+/* Marks a deferred event as shown, so it learns when it closes. */
+int oa_engine_activate(oa_engine *e, const char *event_id, oa_error *err);
+/* Closes an event now with its combined reward (or the default). If the
+ * model refuses the update the event stays pending and the error returns. */
+int oa_engine_close_event(oa_engine *e, const char *event_id, oa_error *err);
+/* Reward then close: the direct "learn from this event" call. */
 int oa_engine_learn(oa_engine *e, const char *event_id, double reward, oa_error *err);
+/* Closes every event whose reward wait has passed; returns how many. */
+int32_t oa_engine_expire(oa_engine *e);
 
 /* ---- policy ---- */
 

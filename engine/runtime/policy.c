@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "runtime/events.h"
 
 static int grow_scratch(oa_policy *p, int32_t n, oa_error *err) {
   int32_t d = p->model->dim ? p->model->dim : oa_features_dim(p->fs);
@@ -289,7 +290,7 @@ int oa_policy_decide(oa_policy *p, const oa_decide_request *req, oa_decision *ou
   out->width = p->width;
 
   if (req->keep_event) {
-    rc = oa__engine_keep_event(p->engine, p, out, &batch, err);
+    rc = oa__events_keep(oa__engine_events(p->engine), p, req, out, &batch, err);
     if (rc) return rc;
   }
   p->stats.decisions++;

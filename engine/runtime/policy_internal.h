@@ -45,8 +45,7 @@ uint64_t oa_engine_seed(const oa_engine *e);
 /* Copy the given id (validated) or make a fresh one into out. */
 int oa__engine_event_id(oa_engine *e, const char *given, char out[OA_EVENT_ID_MAX],
                         oa_error *err);
-/* Record a decision as pending so learn() can find it. */
-int oa__engine_keep_event(oa_engine *e, oa_policy *p, const oa_decision *d,
-                          const oa_batch *batch, oa_error *err);
+typedef struct oa__events oa__events;
+oa__events *oa__engine_events(oa_engine *e);
 
 #endif

@@ -143,7 +143,7 @@ static void bad_input_changes_nothing(void) {
   CHECK(oa_engine_pending_events(e) == 1);
   CHECK(oa_policy_get_stats(p).rewards == 0);
   CHECK_OK(oa_engine_learn(e, d.event_id, 1, &err));
-  CHECK(oa_engine_learn(e, d.event_id, 1, &err) == OA_ENOTFOUND);
+  CHECK(oa_engine_learn(e, d.event_id, 1, &err) == OA_ESTATE);
   CHECK(oa_engine_learn(e, "never-decided", 1, &err) == OA_ENOTFOUND);
   CHECK(oa_policy_get_stats(p).rewards == 1);
 
@@ -169,8 +169,11 @@ static void event_table_is_bounded(void) {
     if (k == 0) strcpy(first, d.event_id);
   }
   CHECK(oa_engine_pending_events(e) == 4);
-  CHECK(oa_engine_dropped_events(e) == 2);
-  CHECK(oa_engine_learn(e, first, 1, &err) == OA_ENOTFOUND);
+  oa_event_stats st = oa_engine_event_stats(e);
+  CHECK(st.evicted == 2 && st.defaulted == 2);
+  CHECK(oa_policy_get_stats(p).rewards == 2); /* evicted events learned the default */
+  CHECK(oa_engine_learn(e, first, 1, &err) == OA_ESTATE);
+  CHECK(strstr(err.message, "already closed") != NULL);
   oa_engine_free(e);
   oa_features_release(fs);
 }
@@ -204,11 +207,88 @@ static void per_action_models_map_ids_to_arms(void) {
   oa_features_release(fs);
 }
 
+static double fake_now = 0;
+static double fake_clock(void *ud) {
+  return fake_now;
+}
+
+typedef struct closed_log {
+  int n;
+  double last_reward;
+  int last_defaulted, last_learned, last_candidates;
+  char last_id[OA_EVENT_ID_MAX];
+} closed_log;
+
+static void record_close(void *ud, const oa_closed_event *ev) {
+  closed_log *log = ud;
+  log->n++;
+  log->last_reward = ev->reward;
+  log->last_defaulted = ev->defaulted;
+  log->last_learned = ev->learned;
+  log->last_candidates = ev->n;
+  snprintf(log->last_id, sizeof log->last_id, "%s", ev->event_id);
+}
+
+static void rewards_combine_wait_and_default(void) {
+  oa_error err = {0};
+  oa_features *fs = user_topic_space(&err);
+  oa_engine *e = engine_with_catalog(&err);
+  oa_policy *p = add_linucb(e, fs, &err);
+  closed_log log = {0};
+  oa_engine_set_clock(e, fake_clock, NULL);
+  oa_engine_set_close_hook(e, record_close, &log);
+  oa_event_config cfg = {.reward_wait = 10,
+                         .close_on_reward = 0,
+                         .combine = OA_COMBINE_MAX,
+                         .default_reward = -1};
+  CHECK_OK(oa_engine_set_event_config(e, &cfg, &err));
+  const char *ids[3] = {"v0", "v1", "v2"};
+  oa_decide_request req = {.event_id = "a", .n = 3, .ids = ids, .keep_event = 1};
+  oa_decision d;
+  fake_now = 100;
+  CHECK_OK(oa_policy_decide(p, &req, &d, &err));
+  req.event_id = "b";
+  fake_now = 105;
+  CHECK_OK(oa_policy_decide(p, &req, &d, &err));
+  CHECK_OK(oa_engine_reward(e, "a", 0.3, &err));
+  CHECK_OK(oa_engine_reward(e, "a", 0.7, &err));
+  CHECK_OK(oa_engine_reward(e, "a", 0.5, &err));
+  CHECK(oa_engine_reward(e, "a", INFINITY, &err) == OA_ENUMERIC);
+  CHECK(oa_engine_expire(e) == 0);
+  fake_now = 110; /* a is due, b is not */
+  CHECK(oa_engine_expire(e) == 1);
+  CHECK(log.n == 1 && !strcmp(log.last_id, "a"));
+  CHECK_NEAR(log.last_reward, 0.7, 0);
+  CHECK(log.last_candidates == 3 && log.last_learned && !log.last_defaulted);
+  CHECK(oa_engine_reward(e, "a", 1, &err) == OA_ESTATE);
+  fake_now = 200;
+  CHECK(oa_engine_expire(e) == 1);
+  CHECK(log.last_defaulted && log.last_reward == -1);
+  CHECK(oa_engine_event_stats(e).defaulted == 1);
+
+  /* deferred: learns only once activated */
+  req.event_id = "c";
+  req.deferred = 1;
+  CHECK_OK(oa_policy_decide(p, &req, &d, &err));
+  req.event_id = "d";
+  CHECK_OK(oa_policy_decide(p, &req, &d, &err));
+  CHECK_OK(oa_engine_activate(e, "d", &err));
+  uint64_t before = oa_policy_get_stats(p).rewards;
+  fake_now = 300;
+  CHECK(oa_engine_expire(e) == 2);
+  CHECK(oa_policy_get_stats(p).rewards == before + 1);
+  CHECK(oa_engine_event_stats(e).unactivated == 1);
+  CHECK(oa_engine_activate(e, "zzz", &err) == OA_ENOTFOUND);
+  oa_engine_free(e);
+  oa_features_release(fs);
+}
+
 int main(void) {
   RUN(learns_each_users_favourite_topic);
   RUN(same_event_id_gives_same_choice);
   RUN(bad_input_changes_nothing);
   RUN(event_table_is_bounded);
   RUN(per_action_models_map_ids_to_arms);
+  RUN(rewards_combine_wait_and_default);
   return CHECK_DONE();
 }
