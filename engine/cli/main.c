@@ -11,6 +11,7 @@ static const struct {
 } commands[] = {
     {"version", cli_version, "print the version"},
     {"simulate", cli_simulate, "run an app against simulated users"},
+    {"cbify", cli_cbify, "evaluate a policy on a multiclass data set (supervised to bandit)"},
 };
 
 static void usage(FILE *out) {
