@@ -937,7 +937,7 @@ oa_features *oa_features_spec_load(oa_reader *in, oa_error *err) {
   spec.cross = cross;
   fs = oa_features_new(&spec, err);
   if (!fs) {
-    if (err) err->code = OA_EFORMAT;
+    if (err && err->code != OA_ENOMEM) err->code = OA_EFORMAT;
     oa_error_prefix(err, "stored feature space");
     goto done;
   }

@@ -408,7 +408,7 @@ static void join_never_writes_past_dim(void) {
   oa_field_spec f[2] = {fld("s", OA_SIDE_CONTEXT, OA_FK_SET),
                         fld("t", OA_SIDE_ACTION, OA_FK_SET)};
   oa_cross_spec c = {.context_field = 0, .action_field = 1, .buckets = 3};
-  char names[200][8];
+  char names[200][16];
   const char *items[200];
   for (int i = 0; i < 200; i++) {
     snprintf(names[i], sizeof names[i], "i%d", i);
