@@ -282,6 +282,83 @@ int oa__rls_load(oa__rls *s, int32_t d, oa_reader *in, double *work, oa_error *e
   return 0;
 }
 
+/* Sixteen rows of Xᵀ at once: a0..a3 hold Σ_{j<i} P_ij x_j for those rows
+ * in registers, so each P_ij is loaded once per chunk and only the lower
+ * triangle is read: n d²/2 multiply-adds, half of the X P product, with no
+ * horizontal sums. (Written out by hand: at -O2 the compiler would keep an
+ * array of accumulators on the stack.) */
+static void quad_chunk16(int32_t d, const double *P, const double *XT, size_t ld,
+                         double *q) {
+  v4 q0 = splat(0), q1 = splat(0), q2 = splat(0), q3 = splat(0);
+  for (int32_t i = 0; i < d; i++) {
+    const double *Pi = P + (size_t)i * d;
+    v4 a0 = splat(0), a1 = splat(0), a2 = splat(0), a3 = splat(0);
+    for (int32_t j = 0; j < i; j++) {
+      v4 p = splat(Pi[j]);
+      const double *xj = XT + (size_t)j * ld;
+      a0 += p * ld4(xj);
+      a1 += p * ld4(xj + 4);
+      a2 += p * ld4(xj + 8);
+      a3 += p * ld4(xj + 12);
+    }
+    v4 pii = splat(Pi[i]);
+    const double *xi = XT + (size_t)i * ld;
+    v4 x0 = ld4(xi), x1 = ld4(xi + 4), x2 = ld4(xi + 8), x3 = ld4(xi + 12);
+    q0 += x0 * (pii * x0 + 2 * a0);
+    q1 += x1 * (pii * x1 + 2 * a1);
+    q2 += x2 * (pii * x2 + 2 * a2);
+    q3 += x3 * (pii * x3 + 2 * a3);
+  }
+  st4(q, q0);
+  st4(q + 4, q1);
+  st4(q + 8, q2);
+  st4(q + 12, q3);
+}
+
+/* The same for four rows, with two accumulators to hide the FMA latency. */
+static void quad_chunk4(int32_t d, const double *P, const double *XT, size_t ld,
+                        double *q) {
+  v4 q0 = splat(0);
+  for (int32_t i = 0; i < d; i++) {
+    const double *Pi = P + (size_t)i * d;
+    v4 a0 = splat(0), a1 = splat(0);
+    int32_t j = 0;
+    for (; j + 2 <= i; j += 2) {
+      a0 += splat(Pi[j]) * ld4(XT + (size_t)j * ld);
+      a1 += splat(Pi[j + 1]) * ld4(XT + (size_t)(j + 1) * ld);
+    }
+    if (j < i) a0 += splat(Pi[j]) * ld4(XT + (size_t)j * ld);
+    v4 x = ld4(XT + (size_t)i * ld);
+    q0 += x * (splat(Pi[i]) * x + 2 * (a0 + a1));
+  }
+  st4(q, q0);
+}
+
+size_t oa__quad_batch_doubles(int32_t d, int32_t n) {
+  size_t ld = ((size_t)n + 3) & ~(size_t)3;
+  return ld * ((size_t)d + 1);
+}
+
+void oa__quad_batch(int32_t d, const double *P, int32_t n, const double *X, int64_t ldx,
+                    double *work, double *q) {
+  size_t ld = ((size_t)n + 3) & ~(size_t)3;
+  double *XT = work, *qs = work + ld * d;
+  for (int32_t j = 0; j < d; j++) {
+    double *r = XT + (size_t)j * ld;
+    for (int32_t k = 0; k < n; k++)
+      r[k] = X[(int64_t)k * ldx + j];
+    for (size_t k = (size_t)n; k < ld; k++)
+      r[k] = 0;
+  }
+  size_t k0 = 0;
+  for (; k0 + 16 <= ld; k0 += 16)
+    quad_chunk16(d, P, XT + k0, ld, qs + k0);
+  for (; k0 < ld; k0 += 4)
+    quad_chunk4(d, P, XT + k0, ld, qs + k0);
+  for (int32_t k = 0; k < n; k++)
+    q[k] = qs[k] > 0 ? qs[k] : 0;
+}
+
 int oa__grow(double **buf, size_t *cap, size_t need, oa_error *err) {
   if (need <= *cap) return 0;
   size_t n = *cap ? *cap : 64;

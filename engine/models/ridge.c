@@ -82,15 +82,16 @@ static int ridge_score(oa_model *m, const oa_batch *b, double *mean, double *wid
   cblas_dgemv(CblasRowMajor, CblasNoTrans, n, d, 1.0, b->x, (int)b->ldx, r->st.theta, 1,
               0.0, mean, 1);
   if (!width) return 0;
-  int rc = oa__grow(&r->scratch, &r->scratch_cap, (size_t)n * d, err);
-  if (rc) return rc;
-  double *Z = r->scratch;
-  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d, d, 1.0, b->x, (int)b->ldx,
-              r->st.P, d, 0.0, Z, d);
-  for (int32_t i = 0; i < n; i++) {
-    double q = oa__dot(d, Z + (size_t)i * d, row(b, i));
-    width[i] = q > 0 ? sqrt(q) : 0;
+  if (n <= 2) {
+    for (int32_t i = 0; i < n; i++)
+      width[i] = sqrt(oa__rls_quad(&r->st, d, row(b, i), r->work));
+    return 0;
   }
+  int rc = oa__grow(&r->scratch, &r->scratch_cap, oa__quad_batch_doubles(d, n), err);
+  if (rc) return rc;
+  oa__quad_batch(d, r->st.P, n, b->x, b->ldx, r->scratch, width);
+  for (int32_t i = 0; i < n; i++)
+    width[i] = sqrt(width[i]);
   return 0;
 }
 
