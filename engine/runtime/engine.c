@@ -49,6 +49,11 @@ uint64_t oa_engine_seed(const oa_engine *e) {
 oa_catalog *oa_engine_catalog(oa_engine *e) {
   return e->catalog;
 }
+void oa_engine_replace_catalog(oa_engine *e, oa_catalog *cat) {
+  oa_catalog_free(e->catalog);
+  e->catalog = cat;
+}
+
 oa__events *oa__engine_events(oa_engine *e) {
   return e->events;
 }

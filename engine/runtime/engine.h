@@ -79,6 +79,10 @@ typedef struct oa_policy_stats {
 oa_engine *oa_engine_new(uint64_t seed, oa_error *err);
 void oa_engine_free(oa_engine *e);
 oa_catalog *oa_engine_catalog(oa_engine *e);
+/* Swaps in another catalog (the engine takes ownership and frees the old
+ * one). Policies' cached action features stay correct: catalog versions are
+ * unique across catalogs. */
+void oa_engine_replace_catalog(oa_engine *e, oa_catalog *cat);
 /* Pending-event capacity (default 100000). When the table is full the
  * oldest event is closed early (with what it has, as on expiry) and counted
  * as evicted. */
@@ -179,6 +183,10 @@ oa_explore_kind oa_policy_explore_kind(const oa_policy *p);
 oa_explore_params oa_policy_params(const oa_policy *p);
 int oa_policy_set_params(oa_policy *p, const oa_explore_params *params, oa_error *err);
 oa_policy_stats oa_policy_get_stats(const oa_policy *p);
+/* Allow a restore or reload to reset this policy when its saved state has
+ * another shape (otherwise a shape change is refused). */
+void oa_policy_set_reset(oa_policy *p, int allowed);
+int oa_policy_reset_allowed(const oa_policy *p);
 
 int oa_policy_decide(oa_policy *p, const oa_decide_request *req, oa_decision *out,
                      oa_error *err);

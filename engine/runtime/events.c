@@ -462,3 +462,134 @@ oa_event_stats oa_engine_event_stats(oa_engine *e) {
   s.oldest_age = t->span > 0 ? t->clock(t->clock_ud) - t->ring[t->head].opened : 0;
   return s;
 }
+
+/* ---- persistence ---- */
+
+#define EVENTS_STATE_VERSION 1
+
+/* Times are saved relative to "now" (age, time left) because the monotonic
+ * clock of the next process starts elsewhere. */
+int oa__events_save(const oa__events *t, oa_buf *out) {
+  double now = t->clock(t->clock_ud);
+  oa_buf_put_header(out, "EVTS", EVENTS_STATE_VERSION);
+  oa_buf_put_u32(out, (uint32_t)t->live);
+  for (int32_t k = 0; k < t->span; k++) {
+    const oa__event *ev = &t->ring[(t->head + k) % t->cap];
+    if (!ev->id) continue;
+    int32_t d = oa_policy_model(ev->policy)->dim;
+    if (d == 0) d = oa_features_dim(oa_policy_features(ev->policy));
+    oa_buf_put_str(out, ev->id);
+    oa_buf_put_str(out, oa_policy_name(ev->policy));
+    oa_buf_put_u32(out, (uint32_t)d);
+    oa_buf_put(out, ev->x, sizeof(double) * (size_t)d);
+    oa_buf_put_i64(out, ev->arm);
+    oa_buf_put_f64(out, ev->prob);
+    oa_buf_put_f64(out, now - ev->opened);
+    oa_buf_put_f64(out, isfinite(ev->deadline) ? ev->deadline - now : -1);
+    oa_buf_put_u32(out, (uint32_t)ev->active);
+    oa_buf_put_u32(out, (uint32_t)ev->rewards);
+    oa_buf_put_f64(out, ev->acc);
+    oa_buf_put_u32(out, (uint32_t)ev->n_cand);
+    oa_buf_put_u32(out, (uint32_t)ev->chosen);
+    oa_buf_put(out, ev->cand_x, sizeof(double) * (size_t)ev->n_cand * (size_t)d);
+    oa_buf_put(out, ev->cand_prob, sizeof(double) * (size_t)ev->n_cand);
+    oa_buf_put(out, ev->cand_arm, sizeof(int32_t) * (size_t)ev->n_cand);
+    oa_buf_put_u32(out, (uint32_t)ev->n_logged);
+    for (int32_t i = 0; i < ev->n_logged; i++) {
+      oa_buf_put_str(out, ev->logged_ids[i]);
+      oa_buf_put_f64(out, ev->logged_probs[i]);
+    }
+  }
+  return out->failed ? OA_ENOMEM : 0;
+}
+
+static int read_doubles(oa_reader *in, double **out, size_t n) {
+  *out = malloc(sizeof(double) * (n ? n : 1));
+  return !*out || oa_read(in, *out, sizeof(double) * n) ? -1 : 0;
+}
+
+/* Decode one event; 1 when it belongs to a policy of this engine with the
+ * same row width (restored), 0 when skipped, -1 on corrupt data. */
+static int load_event(oa__events *t, oa_reader *in, double now, oa__event *ev) {
+  char id[OA_EVENT_ID_MAX], name[OA_MAX_NAME], buf[OA_CATALOG_MAX_ID + 1];
+  oa_read_str(in, id, sizeof id);
+  oa_read_str(in, name, sizeof name);
+  uint32_t d = oa_read_u32(in);
+  if (in->failed || d > (1u << 24)) return -1;
+  if (read_doubles(in, &ev->x, d)) return -1;
+  ev->arm = (int32_t)oa_read_i64(in);
+  ev->prob = oa_read_f64(in);
+  ev->opened = now - oa_read_f64(in);
+  double left = oa_read_f64(in);
+  ev->deadline = left < 0 ? INFINITY : now + left;
+  ev->active = (int)oa_read_u32(in);
+  ev->rewards = (int32_t)oa_read_u32(in);
+  ev->acc = oa_read_f64(in);
+  uint32_t n_cand = oa_read_u32(in);
+  ev->chosen = (int32_t)oa_read_u32(in);
+  if (in->failed || n_cand > OA_MAX_CANDIDATES) return -1;
+  ev->n_cand = (int32_t)n_cand;
+  if (n_cand) {
+    ev->cand_arm = malloc(sizeof(int32_t) * n_cand);
+    if (read_doubles(in, &ev->cand_x, (size_t)n_cand * d) ||
+        read_doubles(in, &ev->cand_prob, n_cand) || !ev->cand_arm ||
+        oa_read(in, ev->cand_arm, sizeof(int32_t) * n_cand))
+      return -1;
+  }
+  uint32_t n_logged = oa_read_u32(in);
+  if (in->failed || n_logged > OA_MAX_CANDIDATES) return -1;
+  if (n_logged) {
+    ev->logged_ids = calloc(n_logged, sizeof(char *));
+    ev->logged_probs = malloc(sizeof(double) * n_logged);
+    if (!ev->logged_ids || !ev->logged_probs) return -1;
+    ev->n_logged = (int32_t)n_logged;
+    for (uint32_t i = 0; i < n_logged; i++) {
+      oa_read_str(in, buf, sizeof buf);
+      ev->logged_probs[i] = oa_read_f64(in);
+      if (in->failed || !(ev->logged_ids[i] = strdup(buf))) return -1;
+    }
+  }
+  if (!(ev->id = strdup(id))) return -1;
+  oa_policy *p = oa_engine_policy(t->engine, name);
+  if (!p) return 0;
+  int32_t pd = oa_policy_model(p)->dim ? oa_policy_model(p)->dim
+                                       : oa_features_dim(oa_policy_features(p));
+  if ((uint32_t)pd != d || !(ev->prob > 0 && ev->prob <= 1)) return 0;
+  if (ev->n_cand == 0 && oa_policy_model(p)->ops->needs_candidates) return 0;
+  if (oa__events_pending(t, id, strlen(id))) return 0;
+  ev->policy = p;
+  return 1;
+}
+
+int oa__events_load(oa__events *t, oa_reader *in, int32_t *restored, int32_t *skipped,
+                    oa_error *err) {
+  int rc = oa_read_header(in, "EVTS", EVENTS_STATE_VERSION, NULL, err);
+  if (rc) return rc;
+  uint32_t n = oa_read_u32(in);
+  if (in->failed) return oa_error_set(err, OA_EFORMAT, "truncated event table");
+  double now = t->clock(t->clock_ud);
+  *restored = *skipped = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    oa__event ev = {0};
+    int got = load_event(t, in, now, &ev);
+    if (got < 0) {
+      event_clear(&ev);
+      return oa_error_set(err, OA_EFORMAT, "corrupt pending event %u of %u", i + 1, n);
+    }
+    if (got == 0 || t->span == t->cap) {
+      event_clear(&ev);
+      (*skipped)++;
+      continue;
+    }
+    int32_t pos = (t->head + t->span) % t->cap;
+    if (oa_strmap_put(&t->index, ev.id, strlen(ev.id), pos)) {
+      event_clear(&ev);
+      return oa_error_set(err, OA_ENOMEM, "out of memory");
+    }
+    t->ring[pos] = ev;
+    t->span++;
+    t->live++;
+    (*restored)++;
+  }
+  return 0;
+}

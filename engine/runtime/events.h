@@ -17,4 +17,11 @@ int oa__events_keep(oa__events *t, oa_policy *p, const oa_decide_request *req,
 /* Drops (without learning) every event of a policy that is going away. */
 void oa__events_drop_policy(oa__events *t, oa_policy *p);
 
+/* Pending events to and from bytes. Loading appends events whose policy
+ * exists with the same row width and skips the rest (counted); corrupt data
+ * is OA_EFORMAT (events decoded before it stay). */
+int oa__events_save(const oa__events *t, oa_buf *out);
+int oa__events_load(oa__events *t, oa_reader *in, int32_t *restored, int32_t *skipped,
+                    oa_error *err);
+
 #endif

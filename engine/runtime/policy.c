@@ -127,6 +127,13 @@ oa_explore_kind oa_policy_explore_kind(const oa_policy *p) {
 oa_explore_params oa_policy_params(const oa_policy *p) {
   return p->params;
 }
+void oa_policy_set_reset(oa_policy *p, int allowed) {
+  p->reset_allowed = allowed;
+}
+int oa_policy_reset_allowed(const oa_policy *p) {
+  return p->reset_allowed;
+}
+
 oa_policy_stats oa_policy_get_stats(const oa_policy *p) {
   return p->stats;
 }
@@ -336,4 +343,71 @@ int oa_policy_learn(oa_policy *p, const oa_value *context, const char *action_id
     return oa__policy_update(p, &ex, err);
   }
   return oa__policy_update(p, &ex, err);
+}
+
+#define POLICY_STATE_VERSION 1
+
+int oa__policy_save(const oa_policy *p, oa_buf *out, oa_error *err) {
+  oa_buf_put_header(out, "POLI", POLICY_STATE_VERSION);
+  oa_buf_put_u64(out, oa_features_digest(p->fs));
+  oa_buf_put_u64(out, p->stats.decisions);
+  oa_buf_put_u64(out, p->stats.rewards);
+  oa_buf_put_f64(out, p->stats.reward_sum);
+  oa_buf_put_u32(out, (uint32_t)p->n_arms);
+  size_t pos = 0;
+  const char *key;
+  size_t len;
+  int64_t arm;
+  while (oa_strmap_next(&p->arms, &pos, &key, &len, &arm)) {
+    oa_buf_put_u32(out, (uint32_t)len);
+    oa_buf_put(out, key, len);
+    oa_buf_put_u32(out, (uint32_t)arm);
+  }
+  return oa_model_save(p->model, out, err);
+}
+
+int oa__policy_load(oa_policy *p, oa_reader *in, oa_error *err) {
+  int rc = oa_read_header(in, "POLI", POLICY_STATE_VERSION, NULL, err);
+  if (rc) return rc;
+  uint64_t digest = oa_read_u64(in);
+  oa_policy_stats stats;
+  stats.decisions = oa_read_u64(in);
+  stats.rewards = oa_read_u64(in);
+  stats.reward_sum = oa_read_f64(in);
+  uint32_t n_arms = oa_read_u32(in);
+  if (in->failed) return oa_error_set(err, OA_EFORMAT, "truncated policy state");
+  if (digest != oa_features_digest(p->fs))
+    return oa_error_set(
+        err, OA_EDIM,
+        "policy '%s': the saved state was learned with another feature space", p->name);
+  if ((int64_t)n_arms > (p->model->arms > 0 ? p->model->arms : 0))
+    return oa_error_set(err, OA_EDIM, "policy '%s': %u saved actions do not fit %d arms",
+                        p->name, n_arms, p->model->arms);
+  oa_strmap arms;
+  oa_strmap_init(&arms);
+  for (uint32_t i = 0; i < n_arms && !in->failed; i++) {
+    uint32_t len = oa_read_u32(in);
+    if (in->failed || len > in->len - in->pos) {
+      in->failed = 1;
+      break;
+    }
+    const char *key = (const char *)in->data + in->pos;
+    in->pos += len;
+    uint32_t arm = oa_read_u32(in);
+    if (arm >= n_arms || oa_strmap_put(&arms, key, len, arm)) in->failed = 1;
+  }
+  if (in->failed || arms.count != n_arms) {
+    oa_strmap_free(&arms);
+    return oa_error_set(err, OA_EFORMAT, "policy '%s': corrupt action map", p->name);
+  }
+  rc = oa_model_load(p->model, in, err);
+  if (rc) {
+    oa_strmap_free(&arms);
+    return oa_error_prefix(err, "policy '%s'", p->name);
+  }
+  oa_strmap_free(&p->arms);
+  p->arms = arms;
+  p->n_arms = (int32_t)n_arms;
+  p->stats = stats;
+  return 0;
 }

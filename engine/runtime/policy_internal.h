@@ -23,6 +23,7 @@ struct oa_policy {
   void *custom_ud;
   oa_strmap arms; /* action id -> arm index, for per-action models */
   int32_t n_arms;
+  int reset_allowed;
   oa_policy_stats stats;
   /* decide scratch, grown to the largest candidate set seen */
   int32_t cap, draws_cap;
@@ -38,6 +39,11 @@ struct oa_policy {
 oa_policy *oa__policy_new(oa_engine *e, const oa_policy_spec *spec, oa_error *err);
 void oa__policy_free(oa_policy *p);
 int oa__policy_arm(oa_policy *p, const char *id, size_t len, int32_t *arm, oa_error *err);
+/* Learned state (statistics, action -> arm map, model) to and from bytes;
+ * load refuses state learned with another feature space or model shape and
+ * then changes nothing. */
+int oa__policy_save(const oa_policy *p, oa_buf *out, oa_error *err);
+int oa__policy_load(oa_policy *p, oa_reader *in, oa_error *err);
 /* One model update plus the policy's reward statistics. */
 int oa__policy_update(oa_policy *p, const oa_example *ex, oa_error *err);
 

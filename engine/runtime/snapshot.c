@@ -1,0 +1,266 @@
+/* Snapshots: see snapshot.h for the file format and the guarantees. */
+#include "runtime/snapshot.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "core/error.h"
+#include "runtime/events.h"
+#include "runtime/policy_internal.h"
+
+#define SNAPSHOT_MAGIC   "ONEARMSS"
+#define SNAPSHOT_VERSION 1
+#define HEADER_BYTES     (8 + 4 + 8 + 8)
+
+static int build_payload(oa_engine *e, const char *app_version, oa_buf *out,
+                         oa_error *err) {
+  oa_buf_put_header(out, "SNAP", SNAPSHOT_VERSION);
+  oa_buf_put_str(out, app_version ? app_version : "");
+  if (oa_catalog_save(oa_engine_catalog(e), out))
+    return oa_error_set(err, OA_ENOMEM, "out of memory while saving the catalog");
+  int32_t n = oa_engine_policy_count(e);
+  oa_buf_put_u32(out, (uint32_t)n);
+  for (int32_t i = 0; i < n; i++) {
+    oa_policy *p = oa_engine_policy_at(e, i);
+    oa_buf state;
+    oa_buf_init(&state);
+    int rc = oa__policy_save(p, &state, err);
+    if (!rc && state.failed) rc = oa_error_set(err, OA_ENOMEM, "out of memory");
+    if (!rc) {
+      oa_buf_put_str(out, oa_policy_name(p));
+      oa_buf_put_u64(out, state.len);
+      oa_buf_put(out, state.data, state.len);
+    }
+    oa_buf_free(&state);
+    if (rc) return oa_error_prefix(err, "policy '%s'", oa_policy_name(p));
+  }
+  if (oa__events_save(oa__engine_events(e), out))
+    return oa_error_set(err, OA_ENOMEM, "out of memory while saving events");
+  return out->failed ? oa_error_set(err, OA_ENOMEM, "out of memory") : 0;
+}
+
+static int write_all(int fd, const void *p, size_t n) {
+  const char *c = p;
+  while (n) {
+    ssize_t w = write(fd, c, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return -1;
+    c += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+static int fsync_dir(const char *dir) {
+  int fd = open(dir, O_RDONLY | O_DIRECTORY);
+  if (fd < 0) return -1;
+  int rc = fsync(fd);
+  close(fd);
+  return rc;
+}
+
+int oa_snapshot_save(oa_engine *e, const char *dir, const char *app_version,
+                     oa_error *err) {
+  if (mkdir(dir, 0755) && errno != EEXIST)
+    return oa_error_set(err, OA_EIO, "cannot create data directory '%s': %s", dir,
+                        strerror(errno));
+  oa_buf payload;
+  oa_buf_init(&payload);
+  int rc = build_payload(e, app_version, &payload, err);
+  if (rc) {
+    oa_buf_free(&payload);
+    return rc;
+  }
+  char tmp[4096], cur[4096], prev[4096];
+  snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, OA_SNAPSHOT_FILE);
+  snprintf(cur, sizeof cur, "%s/%s", dir, OA_SNAPSHOT_FILE);
+  snprintf(prev, sizeof prev, "%s/%s", dir, OA_SNAPSHOT_PREV);
+  uint8_t header[HEADER_BYTES];
+  uint32_t version = SNAPSHOT_VERSION;
+  uint64_t len = payload.len, sum = XXH64(payload.data, payload.len, 0);
+  memcpy(header, SNAPSHOT_MAGIC, 8);
+  memcpy(header + 8, &version, 4);
+  memcpy(header + 12, &len, 8);
+  memcpy(header + 20, &sum, 8);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int ok = fd >= 0 && !write_all(fd, header, sizeof header) &&
+           !write_all(fd, payload.data, payload.len) && !fsync(fd);
+  int saved_errno = errno;
+  if (fd >= 0) ok = !close(fd) && ok;
+  oa_buf_free(&payload);
+  if (!ok) {
+    unlink(tmp);
+    return oa_error_set(err, OA_EIO, "cannot write snapshot '%s': %s", tmp,
+                        strerror(saved_errno));
+  }
+  /* Keep the last good snapshot as the fallback, then swap the new one in. */
+  if (access(cur, F_OK) == 0 && rename(cur, prev))
+    return oa_error_set(err, OA_EIO, "cannot keep the previous snapshot: %s",
+                        strerror(errno));
+  if (rename(tmp, cur))
+    return oa_error_set(err, OA_EIO, "cannot install snapshot '%s': %s", cur,
+                        strerror(errno));
+  fsync_dir(dir);
+  return 0;
+}
+
+/* Reads and verifies one snapshot file; the payload is malloc'ed. */
+static int read_verified(const char *path, uint8_t **payload, size_t *len,
+                         oa_error *err) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return oa_error_set(err, OA_ENOTFOUND, "%s: %s", path, strerror(errno));
+  uint8_t header[HEADER_BYTES];
+  uint32_t version;
+  uint64_t n, sum;
+  int rc = 0;
+  *payload = NULL;
+  if (fread(header, 1, sizeof header, f) != sizeof header) {
+    rc = oa_error_set(err, OA_EFORMAT, "%s: truncated header", path);
+    goto done;
+  }
+  memcpy(&version, header + 8, 4);
+  memcpy(&n, header + 12, 8);
+  memcpy(&sum, header + 20, 8);
+  if (memcmp(header, SNAPSHOT_MAGIC, 8)) {
+    rc = oa_error_set(err, OA_EFORMAT, "%s: not an onearm snapshot", path);
+    goto done;
+  }
+  if (version == 0 || version > SNAPSHOT_VERSION) {
+    rc = oa_error_set(err, OA_EFORMAT, "%s: format version %u is not supported", path,
+                      version);
+    goto done;
+  }
+  if (n > ((uint64_t)1 << 40) || !(*payload = malloc(n ? n : 1))) {
+    rc = oa_error_set(err, OA_EFORMAT, "%s: implausible payload size %llu", path,
+                      (unsigned long long)n);
+    goto done;
+  }
+  if (fread(*payload, 1, n, f) != n) {
+    rc = oa_error_set(err, OA_EFORMAT, "%s: truncated (expected %llu payload bytes)",
+                      path, (unsigned long long)n);
+    goto done;
+  }
+  if (XXH64(*payload, n, 0) != sum) {
+    rc = oa_error_set(err, OA_EFORMAT, "%s: checksum mismatch (corrupt file)", path);
+    goto done;
+  }
+  *len = n;
+done:
+  fclose(f);
+  if (rc) {
+    free(*payload);
+    *payload = NULL;
+  }
+  return rc;
+}
+
+/* Applies a verified payload. Policies are loaded one by one with a backup
+ * of each, so a refused policy rolls every earlier one back. */
+static int apply(oa_engine *e, const uint8_t *data, size_t len, oa_snapshot_report *rep,
+                 oa_error *err) {
+  oa_reader in;
+  oa_reader_init(&in, data, len);
+  int rc = oa_read_header(&in, "SNAP", SNAPSHOT_VERSION, NULL, err);
+  if (rc) return rc;
+  oa_read_str(&in, rep->app_version, sizeof rep->app_version);
+  oa_catalog *cat = oa_catalog_load(&in, err);
+  if (!cat) return err ? err->code : OA_EFORMAT;
+  uint32_t n = oa_read_u32(&in);
+  int32_t np = oa_engine_policy_count(e);
+  oa_buf *backup = calloc((size_t)np + 1, sizeof *backup);
+  int *loaded = calloc((size_t)np + 1, sizeof *loaded);
+  if (!backup || !loaded) {
+    rc = oa_error_set(err, OA_ENOMEM, "out of memory");
+    goto fail;
+  }
+  for (uint32_t i = 0; i < n && !rc; i++) {
+    char name[OA_MAX_NAME];
+    oa_read_str(&in, name, sizeof name);
+    uint64_t blob = oa_read_u64(&in);
+    if (in.failed || blob > in.len - in.pos) {
+      rc = oa_error_set(err, OA_EFORMAT, "truncated policy section");
+      break;
+    }
+    oa_reader pin;
+    oa_reader_init(&pin, in.data + in.pos, (size_t)blob);
+    in.pos += (size_t)blob;
+    int32_t k = 0;
+    while (k < np && strcmp(oa_policy_name(oa_engine_policy_at(e, k)), name))
+      k++;
+    if (k == np) {
+      rep->policies_skipped++;
+      continue;
+    }
+    oa_policy *p = oa_engine_policy_at(e, k);
+    oa_buf_init(&backup[k]);
+    if ((rc = oa__policy_save(p, &backup[k], err))) break;
+    int lrc = oa__policy_load(p, &pin, err);
+    if (lrc == 0) {
+      loaded[k] = 1;
+      rep->policies_restored++;
+    } else if (oa_policy_reset_allowed(p)) {
+      rep->policies_reset++;
+    } else {
+      rc = lrc;
+    }
+  }
+  if (rc) goto fail;
+  oa_engine_replace_catalog(e, cat);
+  cat = NULL;
+  rep->actions = oa_catalog_count(oa_engine_catalog(e));
+  rc = oa__events_load(oa__engine_events(e), &in, &rep->events_restored,
+                       &rep->events_skipped, err);
+  goto done;
+fail:
+  for (int32_t k = 0; k < np && backup; k++) {
+    if (!loaded[k]) continue;
+    oa_reader back;
+    oa_reader_init(&back, backup[k].data, backup[k].len);
+    oa__policy_load(oa_engine_policy_at(e, k), &back, NULL);
+  }
+  rep->policies_restored = 0;
+done:
+  for (int32_t k = 0; k < np && backup; k++)
+    oa_buf_free(&backup[k]);
+  free(backup);
+  free(loaded);
+  oa_catalog_free(cat);
+  return rc;
+}
+
+int oa_snapshot_restore(oa_engine *e, const char *dir, oa_snapshot_report *rep,
+                        oa_error *err) {
+  memset(rep, 0, sizeof *rep);
+  const char *names[2] = {OA_SNAPSHOT_FILE, OA_SNAPSHOT_PREV};
+  for (int i = 0; i < 2; i++) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+    uint8_t *payload = NULL;
+    size_t len = 0;
+    oa_error local = {0};
+    int rc = read_verified(path, &payload, &len, &local);
+    if (rc == OA_ENOTFOUND && i == 0 && access(path, F_OK) != 0) continue;
+    if (rc) {
+      if (i == 0) {
+        snprintf(rep->problem, sizeof rep->problem, "%s", local.message);
+        continue;
+      }
+      if (rc == OA_ENOTFOUND && !rep->problem[0]) return 0; /* no snapshot at all */
+      return oa_error_set(err, OA_EFORMAT, "no usable snapshot in '%s': %s%s%s", dir,
+                          rep->problem, rep->problem[0] ? "; " : "", local.message);
+    }
+    rc = apply(e, payload, len, rep, err);
+    free(payload);
+    if (rc) return rc;
+    snprintf(rep->file, sizeof rep->file, "%s", path);
+    rep->used_previous = i == 1;
+    return 0;
+  }
+  return 0;
+}
