@@ -12,6 +12,7 @@ static const struct {
     {"version", cli_version, "print the version"},
     {"simulate", cli_simulate, "run an app against simulated users"},
     {"cbify", cli_cbify, "evaluate a policy on a multiclass data set (supervised to bandit)"},
+    {"serve", cli_serve, "serve an app over HTTP"},
 };
 
 static void usage(FILE *out) {

@@ -302,10 +302,9 @@ int oa_json_value(json_object *v, int kind, oa_value *out, oa_json_arena *a,
                       name);
 }
 
-int oa_json_values(const oa_features *fs, oa_side side, json_object *record,
-                   oa_value *values, oa_json_arena *a, const char *what, oa_error *err) {
-  int32_t nf = oa_features_nfields(fs, side);
-  memset(values, 0, sizeof *values * (size_t)(nf > 0 ? nf : 0));
+int oa_json_values_add(const oa_features *fs, oa_side side, json_object *record,
+                       oa_value *values, oa_json_arena *a, const char *what,
+                       oa_error *err) {
   if (!record || json_object_get_type(record) == json_type_null) return 0;
   if (json_object_get_type(record) != json_type_object)
     return oa_error_set(err, OA_EINVAL, "%s must be an object, not %s", what,
@@ -318,6 +317,13 @@ int oa_json_values(const oa_features *fs, oa_side side, json_object *record,
     if (rc) return rc;
   }
   return 0;
+}
+
+int oa_json_values(const oa_features *fs, oa_side side, json_object *record,
+                   oa_value *values, oa_json_arena *a, const char *what, oa_error *err) {
+  int32_t nf = oa_features_nfields(fs, side);
+  memset(values, 0, sizeof *values * (size_t)(nf > 0 ? nf : 0));
+  return oa_json_values_add(fs, side, record, values, a, what, err);
 }
 
 int oa_json_fields(json_object *record, oa_field **fields, int32_t *n, oa_json_arena *a,

@@ -70,6 +70,13 @@ int oa_json_value(struct json_object *v, int kind, oa_value *out, oa_json_arena 
 int oa_json_values(const oa_features *fs, oa_side side, struct json_object *record,
                    oa_value *values, oa_json_arena *a, const char *what, oa_error *err);
 
+/* The same without clearing values first: fields of this record replace
+ * those already set (the Personalizer API sends a context as a list of
+ * records to merge). */
+int oa_json_values_add(const oa_features *fs, oa_side side, struct json_object *record,
+                       oa_value *values, oa_json_arena *a, const char *what,
+                       oa_error *err);
+
 /* A JSON object into named fields (no feature space: for the catalog,
  * which stores actions by field name). *fields is arena memory; names
  * borrow the document. */

@@ -1,0 +1,200 @@
+/* `onearm serve APP.lua`: load the app, serve its engine over HTTP on one
+ * libuv loop, stop gracefully on SIGINT/SIGTERM (stop accepting, finish
+ * requests in flight, exit 0).
+ *
+ * The loop belongs to this command: it creates it, runs it and closes it.
+ * Everything else (HTTP layer, API) only registers handles on it. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <uv.h>
+
+#include "cli/cli.h"
+#include "server/api.h"
+#include "server/app.h"
+#include "server/http.h"
+
+typedef struct serve_state {
+  uv_loop_t loop;
+  uv_signal_t sigint, sigterm;
+  uv_timer_t expire;
+  oa_http_server *http;
+  int stopping;
+} serve_state;
+
+static void usage(FILE *out) {
+  fprintf(
+      out,
+      "usage: onearm serve APP.lua [--listen HOST:PORT] [--data DIR] [--admin-token T]\n"
+      "                            [--max-body BYTES] [--max-connections N]"
+      " [--idle-timeout SECONDS]\n"
+      "  --listen        address to listen on (default 127.0.0.1:8080; port 0: any free"
+      " port)\n"
+      "  --data          data directory (default ./var)\n"
+      "  --admin-token   token required by catalog routes (also ONEARM_ADMIN_TOKEN)\n");
+}
+
+/* "HOST:PORT" or "[V6]:PORT" into host (cap bytes) and port. */
+static int parse_listen(const char *s, char *host, size_t cap, int *port) {
+  const char *colon;
+  size_t hlen;
+  if (s[0] == '[') {
+    const char *end = strchr(s, ']');
+    if (!end || end[1] != ':') return -1;
+    hlen = (size_t)(end - s - 1);
+    s++;
+    colon = end + 1;
+  } else {
+    colon = strrchr(s, ':');
+    if (!colon) return -1;
+    hlen = (size_t)(colon - s);
+  }
+  if (hlen == 0 || hlen >= cap) return -1;
+  memcpy(host, s, hlen);
+  host[hlen] = 0;
+  char *end;
+  long p = strtol(colon + 1, &end, 10);
+  if (*end || end == colon + 1 || p < 0 || p > 65535) return -1;
+  *port = (int)p;
+  return 0;
+}
+
+static int make_dirs(const char *path) {
+  char p[4096];
+  size_t n = strlen(path);
+  if (n == 0 || n >= sizeof p) return -1;
+  memcpy(p, path, n + 1);
+  for (size_t i = 1; i <= n; i++) {
+    if (p[i] != '/' && p[i] != 0) continue;
+    char saved = p[i];
+    p[i] = 0;
+    if (mkdir(p, 0777) && errno != EEXIST) return -1;
+    p[i] = saved;
+  }
+  return 0;
+}
+
+static void on_stopped(oa_http_server *s, void *ud) {
+  serve_state *st = ud;
+  uv_close((uv_handle_t *)&st->sigint, NULL);
+  uv_close((uv_handle_t *)&st->sigterm, NULL);
+  uv_close((uv_handle_t *)&st->expire, NULL);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+  serve_state *st = h->data;
+  if (st->stopping) return;
+  st->stopping = 1;
+  fprintf(stderr, "onearm: %s, stopping\n", signum == SIGINT ? "SIGINT" : "SIGTERM");
+  oa_http_server_stop(st->http, on_stopped, st);
+}
+
+/* Events whose reward wait has passed close on this timer, between
+ * requests. */
+static void on_expire(uv_timer_t *t) {
+  oa_engine_expire(t->data);
+}
+
+int cli_serve(int argc, char **argv) {
+  const char *app_path = NULL, *listen = "127.0.0.1:8080", *data = "./var";
+  const char *token = getenv("ONEARM_ADMIN_TOKEN");
+  oa_http_config hcfg = oa_http_config_defaults();
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+      usage(stdout);
+      return 0;
+    } else if (!strcmp(a, "--listen") && v) {
+      listen = v, i++;
+    } else if (!strcmp(a, "--data") && v) {
+      data = v, i++;
+    } else if (!strcmp(a, "--admin-token") && v) {
+      token = v, i++;
+    } else if (!strcmp(a, "--max-body") && v) {
+      hcfg.max_body_bytes = (size_t)strtoull(v, NULL, 10), i++;
+    } else if (!strcmp(a, "--max-connections") && v) {
+      hcfg.max_connections = atoi(v), i++;
+    } else if (!strcmp(a, "--idle-timeout") && v) {
+      hcfg.idle_timeout_ms = (uint64_t)(atof(v) * 1000), i++;
+    } else if (a[0] != '-' && !app_path) {
+      app_path = a;
+    } else {
+      fprintf(stderr, "onearm serve: unexpected argument '%s'\n", a);
+      usage(stderr);
+      return 2;
+    }
+  }
+  char host[256];
+  int port;
+  if (!app_path || parse_listen(listen, host, sizeof host, &port)) {
+    if (app_path)
+      fprintf(stderr, "onearm serve: --listen wants HOST:PORT, got '%s'\n", listen);
+    usage(stderr);
+    return 2;
+  }
+  if (make_dirs(data)) {
+    fprintf(stderr, "onearm serve: cannot create data directory '%s': %s\n", data,
+            strerror(errno));
+    return 1;
+  }
+
+  oa_error err = {0};
+  oa_server_app *app = oa_server_app_load(app_path, NULL, &err);
+  if (!app) {
+    fprintf(stderr, "onearm serve: %s\n", err.message);
+    return 1;
+  }
+  oa_api_app desc;
+  oa_server_app_describe(app, &desc);
+  desc.admin_token = token;
+  oa_api *api = oa_api_new(&desc, &err);
+  serve_state st;
+  memset(&st, 0, sizeof st);
+  int rc = 1;
+  if (!api || uv_loop_init(&st.loop)) {
+    fprintf(stderr, "onearm serve: %s\n",
+            api ? "cannot create the event loop" : err.message);
+    oa_api_free(api);
+    oa_server_app_free(app);
+    return 1;
+  }
+  st.http = oa_http_server_new(&st.loop, &hcfg, oa_api_handle, api, &err);
+  if (!st.http) {
+    fprintf(stderr, "onearm serve: %s\n", err.message);
+    goto done;
+  }
+  oa_api_set_http(api, st.http);
+  uv_signal_init(&st.loop, &st.sigint);
+  uv_signal_init(&st.loop, &st.sigterm);
+  uv_timer_init(&st.loop, &st.expire);
+  st.sigint.data = st.sigterm.data = &st;
+  st.expire.data = oa_server_app_engine(app);
+  if (oa_http_server_listen(st.http, host, port, &err)) {
+    fprintf(stderr, "onearm serve: %s\n", err.message);
+    st.stopping = 1;
+    oa_http_server_stop(st.http, on_stopped, &st);
+    uv_run(&st.loop, UV_RUN_DEFAULT);
+    goto done;
+  }
+  uv_signal_start(&st.sigint, on_signal, SIGINT);
+  uv_signal_start(&st.sigterm, on_signal, SIGTERM);
+  uv_timer_start(&st.expire, on_expire, 250, 250);
+  fprintf(stderr, "onearm serving %s on http://%s%s%s:%d\n", app_path,
+          strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "",
+          oa_http_server_port(st.http));
+  fflush(stderr);
+  uv_run(&st.loop, UV_RUN_DEFAULT);
+  rc = 0;
+done:
+  if (st.http) oa_http_server_free(st.http);
+  if (uv_loop_close(&st.loop)) {
+    uv_run(&st.loop, UV_RUN_DEFAULT); /* drain close callbacks of failed setups */
+    uv_loop_close(&st.loop);
+  }
+  oa_api_free(api);
+  oa_server_app_free(app);
+  return rc;
+}

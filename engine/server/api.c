@@ -1,0 +1,1082 @@
+/* The HTTP API: routing, validation, the calls into the runtime, response
+ * bodies and metrics. See api.h for the routes and decisions.
+ *
+ * The request path allocates only what json-c allocates for the parsed
+ * document: values, id arrays and the ranking order come from an arena
+ * reset per request, and the response is written straight into the
+ * connection's reused body buffer. */
+#include "server/api.h"
+
+#include <json-c/json.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/error.h"
+#include "core/strmap.h"
+#include "server/json.h"
+
+#define MAX_PATH_ID 512
+
+enum route {
+  R_RANK,
+  R_REWARD,
+  R_ACTIVATE,
+  R_ACTION_PUT,
+  R_ACTION_DELETE,
+  R_ACTIONS_BATCH,
+  R_POLICIES,
+  R_POLICY,
+  R_HEALTHZ,
+  R_METRICS,
+  R_P_RANK,
+  R_P_REWARD,
+  R_P_ACTIVATE,
+  R_OTHER,
+  R_COUNT
+};
+static const char *const route_names[R_COUNT] = {"rank",
+                                                 "reward",
+                                                 "activate",
+                                                 "action_put",
+                                                 "action_delete",
+                                                 "actions_batch",
+                                                 "policies",
+                                                 "policy",
+                                                 "healthz",
+                                                 "metrics",
+                                                 "personalizer_rank",
+                                                 "personalizer_reward",
+                                                 "personalizer_activate",
+                                                 "other"};
+
+/* Latency buckets in seconds: the target is well under a millisecond. */
+#define N_BUCKETS 14
+static const double bucket_le[N_BUCKETS] = {0.00005, 0.0001, 0.00025, 0.0005, 0.001,
+                                            0.0025,  0.005,  0.01,    0.025,  0.05,
+                                            0.1,     0.25,   0.5,     1.0};
+static const char *const bucket_label[N_BUCKETS] = {
+    "5e-05", "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005",
+    "0.01",  "0.025",  "0.05",    "0.1",    "0.25",  "0.5",    "1"};
+
+#define MAX_STATUSES 12 /* distinct statuses tracked per route; the rest count as 0 */
+
+typedef struct route_metrics {
+  int status[MAX_STATUSES];
+  uint64_t by_status[MAX_STATUSES];
+  uint64_t bucket[N_BUCKETS + 1]; /* last: above every bound */
+  uint64_t count;
+  double sum;
+} route_metrics;
+
+struct oa_api {
+  oa_engine *engine;
+  char *default_policy, *version, *admin_token;
+  oa_api_reward_fn reward;
+  void *reward_ud;
+  oa_http_server *http;
+  oa_json_parser *parser;
+  oa_json_arena arena;
+  route_metrics metrics[R_COUNT];
+};
+
+/* One request being handled. */
+typedef struct call {
+  oa_api *api;
+  const oa_http_request *req;
+  oa_http_response *res;
+  json_object *doc;
+  oa_error err;
+} call;
+
+static char *dup_str(const char *s) {
+  if (!s) s = "";
+  size_t n = strlen(s) + 1;
+  char *d = malloc(n);
+  if (d) memcpy(d, s, n);
+  return d;
+}
+
+oa_api *oa_api_new(const oa_api_app *app, oa_error *err) {
+  if (!app || !app->engine) {
+    oa_error_set(err, OA_EINVAL, "the API needs an engine");
+    return NULL;
+  }
+  oa_api *api = calloc(1, sizeof *api);
+  if (!api) goto oom;
+  api->engine = app->engine;
+  api->reward = app->reward;
+  api->reward_ud = app->reward_ud;
+  oa_json_arena_init(&api->arena);
+  api->default_policy = app->default_policy ? dup_str(app->default_policy) : NULL;
+  api->version = dup_str(app->version);
+  api->admin_token =
+      app->admin_token && app->admin_token[0] ? dup_str(app->admin_token) : NULL;
+  api->parser = oa_json_parser_new();
+  if ((app->default_policy && !api->default_policy) || !api->version ||
+      (app->admin_token && app->admin_token[0] && !api->admin_token) || !api->parser) {
+    oa_api_free(api);
+    goto oom;
+  }
+  return api;
+oom:
+  oa_error_set(err, OA_ENOMEM, "out of memory");
+  return NULL;
+}
+
+void oa_api_free(oa_api *api) {
+  if (!api) return;
+  free(api->default_policy);
+  free(api->version);
+  free(api->admin_token);
+  oa_json_parser_free(api->parser);
+  oa_json_arena_free(&api->arena);
+  free(api);
+}
+
+void oa_api_set_http(oa_api *api, oa_http_server *http) {
+  api->http = http;
+}
+
+/* ---- replies ---- */
+
+static void put(oa_buf *b, const char *s) {
+  oa_json_put_raw(b, s);
+}
+static void put_str(oa_buf *b, const char *s) {
+  oa_json_put_str(b, s, strlen(s));
+}
+
+static void reply_error(call *c, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void reply_error(call *c, int status, const char *code, const char *fmt, ...) {
+  char msg[600];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  c->res->body->len = 0;
+  c->res->status = status;
+  c->res->content_type = "application/json";
+  oa_http_error_body(c->res->body, code, msg);
+}
+
+/* An engine error as the matching HTTP error. */
+static void reply_oa(call *c, const oa_error *e) {
+  int status = 400;
+  const char *code = "BadRequest";
+  switch (e->code) {
+  case OA_ENOTFOUND:
+    status = 404, code = "NotFound";
+    break;
+  case OA_EEXIST:
+  case OA_ESTATE:
+    status = 409, code = "Conflict";
+    break;
+  case OA_ELIMIT:
+    status = 429, code = "LimitReached";
+    break;
+  case OA_ENOMEM:
+    status = 503, code = "Unavailable";
+    break;
+  case OA_ESCRIPT:
+    status = 500, code = "ScriptError";
+    break;
+  case OA_EIO:
+    status = 500, code = "InternalError";
+    break;
+  default:
+    break;
+  }
+  reply_error(c, status, code, "%s", e->message[0] ? e->message : oa_strerror(e->code));
+}
+
+static void reply_no_content(call *c) {
+  c->res->status = 204;
+  c->res->body->len = 0;
+}
+
+/* ---- request helpers ---- */
+
+static int json_ok_content_type(const oa_http_request *r) {
+  if (!r->content_type_len) return 1;
+  for (size_t i = 0; i + 4 <= r->content_type_len; i++)
+    if (!strncasecmp(r->content_type + i, "json", 4)) return 1;
+  return 0;
+}
+
+/* The body as a JSON object into c->doc; on failure the reply is set. */
+static int parse_object(call *c) {
+  if (!json_ok_content_type(c->req)) {
+    reply_error(c, 415, "UnsupportedMediaType",
+                "send the body as Content-Type: application/json");
+    return -1;
+  }
+  c->doc = oa_json_parse(c->api->parser, c->req->body, c->req->body_len, &c->err);
+  if (!c->doc) {
+    reply_error(c, 400, "BadRequest", "%s", c->err.message);
+    return -1;
+  }
+  if (json_object_get_type(c->doc) != json_type_object) {
+    reply_error(c, 400, "BadRequest", "the request body must be a JSON object");
+    return -1;
+  }
+  return 0;
+}
+
+static json_object *member(json_object *o, const char *key) {
+  json_object *v = NULL;
+  if (!json_object_object_get_ex(o, key, &v)) return NULL;
+  return v; /* NULL for JSON null too */
+}
+
+static int is_type(json_object *v, json_type t) {
+  return v && json_object_get_type(v) == t;
+}
+
+static int is_number(json_object *v) {
+  return is_type(v, json_type_int) || is_type(v, json_type_double);
+}
+
+/* Constant-time comparison so the admin token cannot be guessed byte by
+ * byte from response times. */
+static int token_eq(const char *a, size_t alen, const char *b) {
+  size_t blen = strlen(b);
+  unsigned diff = alen != blen;
+  for (size_t i = 0; i < alen; i++)
+    diff |= (unsigned char)a[i] ^ (unsigned char)b[i % (blen ? blen : 1)];
+  return diff == 0;
+}
+
+static int admin_ok(call *c) {
+  const char *tok = c->api->admin_token;
+  if (!tok) return 1;
+  const oa_http_request *r = c->req;
+  if (r->admin_token_len && token_eq(r->admin_token, r->admin_token_len, tok)) return 1;
+  if (r->authorization_len > 7 && !strncasecmp(r->authorization, "Bearer ", 7) &&
+      token_eq(r->authorization + 7, r->authorization_len - 7, tok))
+    return 1;
+  reply_error(c, 401, "Unauthorized",
+              "this route needs the admin token (Authorization: Bearer <token>)");
+  return 0;
+}
+
+static oa_policy *find_policy(call *c, json_object *name_v) {
+  oa_api *api = c->api;
+  const char *name = NULL;
+  if (name_v) {
+    if (!is_type(name_v, json_type_string)) {
+      reply_error(c, 400, "BadRequest", "'policy' must be a string");
+      return NULL;
+    }
+    name = json_object_get_string(name_v);
+  } else if (api->default_policy) {
+    name = api->default_policy;
+  }
+  oa_policy *p =
+      name ? oa_engine_policy(api->engine, name) : oa_engine_policy_at(api->engine, 0);
+  if (!p) {
+    if (name)
+      reply_error(c, 404, "NotFound", "unknown policy '%s'", name);
+    else
+      reply_error(c, 404, "NotFound", "the app has no policy");
+  }
+  return p;
+}
+
+/* ---- rank ---- */
+
+typedef struct ranked {
+  double prob;
+  int32_t index;
+} ranked;
+
+static int by_prob_desc(const void *a, const void *b) {
+  const ranked *x = a, *y = b;
+  if (x->prob != y->prob) return x->prob < y->prob ? 1 : -1;
+  return x->index - y->index;
+}
+
+/* Records for one side from a Personalizer list of feature objects (merged
+ * in order) or from one of our objects. */
+static int side_values(call *c, const oa_features *fs, oa_side side, json_object *v,
+                       int list, oa_value **out, const char *what) {
+  int32_t nf = oa_features_nfields(fs, side);
+  oa_value *vals =
+      oa_json_arena_alloc(&c->api->arena, sizeof *vals * (size_t)(nf ? nf : 1));
+  if (!vals) return oa_error_set(&c->err, OA_ENOMEM, "out of memory");
+  *out = vals;
+  if (!list || !v || !is_type(v, json_type_array))
+    return oa_json_values(fs, side, v, vals, &c->api->arena, what, &c->err);
+  size_t n = json_object_array_length(v);
+  for (size_t i = 0; i < n; i++) {
+    int rc = oa_json_values_add(fs, side, json_object_array_get_idx(v, i), vals,
+                                &c->api->arena, what, &c->err);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+static int excluded(json_object *ex, const char *id, size_t len) {
+  if (!ex) return 0;
+  size_t n = json_object_array_length(ex);
+  for (size_t i = 0; i < n; i++) {
+    json_object *e = json_object_array_get_idx(ex, i);
+    if ((size_t)json_object_get_string_len(e) == len &&
+        !memcmp(json_object_get_string(e), id, len))
+      return 1;
+  }
+  return 0;
+}
+
+static void do_rank(call *c, int personalizer) {
+  oa_api *api = c->api;
+  if (parse_object(c)) return;
+  json_object *doc = c->doc;
+  oa_policy *p = find_policy(c, personalizer ? NULL : member(doc, "policy"));
+  if (!p) return;
+  oa_features *fs = oa_policy_features(p);
+
+  const char *event_id = NULL;
+  json_object *ev = member(doc, "eventId");
+  if (ev) {
+    if (!is_type(ev, json_type_string)) {
+      reply_error(c, 400, "BadRequest", "'eventId' must be a string");
+      return;
+    }
+    event_id = json_object_get_string(ev);
+    if (json_object_get_string_len(ev) >= OA_EVENT_ID_MAX) {
+      reply_error(c, 400, "BadRequest", "'eventId' is longer than %d bytes",
+                  OA_EVENT_ID_MAX - 1);
+      return;
+    }
+  }
+  int defer = 0;
+  json_object *dv = member(doc, "deferActivation");
+  if (dv) {
+    if (!is_type(dv, json_type_boolean)) {
+      reply_error(c, 400, "BadRequest", "'deferActivation' must be a boolean");
+      return;
+    }
+    defer = json_object_get_boolean(dv);
+  }
+  json_object *ex = member(doc, "excludedActions");
+  if (ex) {
+    if (!is_type(ex, json_type_array)) {
+      reply_error(c, 400, "BadRequest",
+                  "'excludedActions' must be an array of action ids");
+      return;
+    }
+    for (size_t i = 0; i < json_object_array_length(ex); i++)
+      if (!is_type(json_object_array_get_idx(ex, i), json_type_string)) {
+        reply_error(c, 400, "BadRequest",
+                    "'excludedActions' must be an array of action ids");
+        return;
+      }
+  }
+
+  const char *ctx_key = personalizer ? "contextFeatures" : "context";
+  json_object *ctx = member(doc, ctx_key);
+  if (ctx && !is_type(ctx, personalizer ? json_type_array : json_type_object)) {
+    reply_error(c, 400, "BadRequest", "'%s' must be %s", ctx_key,
+                personalizer ? "an array of objects" : "an object");
+    return;
+  }
+  oa_value *ctx_values;
+  if (side_values(c, fs, OA_SIDE_CONTEXT, ctx, personalizer, &ctx_values, "context")) {
+    reply_oa(c, &c->err);
+    return;
+  }
+
+  json_object *acts = member(doc, "actions");
+  json_object *cands = personalizer ? NULL : member(doc, "candidates");
+  if ((acts != NULL) == (cands != NULL)) {
+    reply_error(c, 400, "BadRequest",
+                personalizer
+                    ? "'actions' is required"
+                    : "give exactly one of 'actions' (inline) or 'candidates' (ids)");
+    return;
+  }
+  json_object *list = acts ? acts : cands;
+  const char *list_key = acts ? "actions" : "candidates";
+  if (!is_type(list, json_type_array)) {
+    reply_error(c, 400, "BadRequest", "'%s' must be an array", list_key);
+    return;
+  }
+  size_t total = json_object_array_length(list);
+  if (total > OA_MAX_CANDIDATES) {
+    reply_error(c, 400, "BadRequest", "at most %d candidates per request, got %zu",
+                OA_MAX_CANDIDATES, total);
+    return;
+  }
+  const char **ids = oa_json_arena_alloc(&api->arena, sizeof *ids * (total + 1));
+  size_t *lens = oa_json_arena_alloc(&api->arena, sizeof *lens * (total + 1));
+  const oa_value **avals =
+      acts ? oa_json_arena_alloc(&api->arena, sizeof *avals * (total + 1)) : NULL;
+  if (!ids || !lens || (acts && !avals)) {
+    reply_error(c, 503, "Unavailable", "out of memory");
+    return;
+  }
+  int32_t n = 0;
+  for (size_t i = 0; i < total; i++) {
+    json_object *it = json_object_array_get_idx(list, i), *idv = it;
+    if (acts) {
+      if (!is_type(it, json_type_object)) {
+        reply_error(c, 400, "BadRequest", "actions[%zu] must be an object {id, features}",
+                    i);
+        return;
+      }
+      idv = member(it, "id");
+    }
+    if (!is_type(idv, json_type_string) || json_object_get_string_len(idv) == 0) {
+      reply_error(c, 400, "BadRequest",
+                  acts ? "actions[%zu].id must be a non-empty string"
+                       : "candidates[%zu] must be a non-empty string",
+                  i);
+      return;
+    }
+    const char *id = json_object_get_string(idv);
+    size_t len = (size_t)json_object_get_string_len(idv);
+    if (excluded(ex, id, len)) continue;
+    if (acts) {
+      json_object *f = member(it, "features");
+      if (f && !is_type(f, personalizer ? json_type_array : json_type_object)) {
+        reply_error(c, 400, "BadRequest", "actions[%zu].features must be %s", i,
+                    personalizer ? "an array of objects" : "an object");
+        return;
+      }
+      oa_value *vals;
+      char what[48];
+      snprintf(what, sizeof what, "actions[%zu]", i);
+      if (side_values(c, fs, OA_SIDE_ACTION, f, personalizer, &vals, what)) {
+        reply_oa(c, &c->err);
+        return;
+      }
+      avals[n] = vals;
+    }
+    ids[n] = id;
+    lens[n] = len;
+    n++;
+  }
+  if (n == 0) {
+    reply_error(c, 400, "BadRequest",
+                total ? "every candidate is excluded" : "'%s' is empty", list_key);
+    return;
+  }
+
+  oa_decide_request rq = {.event_id = event_id,
+                          .context = ctx_values,
+                          .n = n,
+                          .ids = ids,
+                          .id_lens = lens,
+                          .actions = avals,
+                          .params = NULL,
+                          .keep_event = 1,
+                          .deferred = defer};
+  oa_decision d;
+  int rc = oa_policy_decide(p, &rq, &d, &c->err);
+  if (rc) {
+    /* The policy exists, so "not found" here is a candidate: a bad request. */
+    if (rc == OA_ENOTFOUND)
+      reply_error(c, 400, "BadRequest", "%s", c->err.message);
+    else
+      reply_oa(c, &c->err);
+    return;
+  }
+
+  /* Ranking: the chosen action first, then by probability. */
+  ranked *order = oa_json_arena_alloc(&api->arena, sizeof *order * (size_t)n);
+  if (!order) {
+    reply_error(c, 503, "Unavailable", "out of memory");
+    return;
+  }
+  for (int32_t i = 0; i < n; i++)
+    order[i] = (ranked){d.prob[i], i};
+  order[d.chosen].prob = INFINITY;
+  qsort(order, (size_t)n, sizeof *order, by_prob_desc);
+
+  oa_buf *b = c->res->body;
+  if (!personalizer) {
+    put(b, "{\"eventId\":");
+    put_str(b, d.event_id);
+    put(b, ",\"chosen\":");
+    oa_json_put_str(b, ids[d.chosen], lens[d.chosen]);
+    put(b, ",\"ranking\":[");
+  } else {
+    put(b, "{\"ranking\":[");
+  }
+  for (int32_t k = 0; k < n; k++) {
+    int32_t i = order[k].index;
+    put(b, k ? ",{\"id\":" : "{\"id\":");
+    oa_json_put_str(b, ids[i], lens[i]);
+    put(b, ",\"probability\":");
+    oa_json_put_num(b, d.prob[i]);
+    put(b, "}");
+  }
+  if (!personalizer) {
+    put(b, "],\"policy\":");
+    put_str(b, oa_policy_name(p));
+    put(b, ",\"appVersion\":");
+    put_str(b, api->version);
+    put(b, "}");
+  } else {
+    put(b, "],\"eventId\":");
+    put_str(b, d.event_id);
+    put(b, ",\"rewardActionId\":");
+    oa_json_put_str(b, ids[d.chosen], lens[d.chosen]);
+    put(b, "}");
+  }
+}
+
+/* ---- reward and activation ---- */
+
+/* An unknown event is 404; one that already closed (rewarded under
+ * close-on-first-reward, or expired) is 409. */
+static void event_error(call *c, const char *event_id) {
+  if (c->err.code == OA_ENOTFOUND)
+    reply_error(c, 404, "NotFound", "no pending event '%s' (unknown or expired)",
+                event_id);
+  else if (c->err.code == OA_ESTATE)
+    reply_error(c, 409, "Conflict", "event '%s' is already closed", event_id);
+  else
+    reply_oa(c, &c->err);
+}
+
+static void do_reward(call *c, const char *event_id, int personalizer) {
+  oa_api *api = c->api;
+  if (parse_object(c)) return;
+  json_object *value = member(c->doc, "value");
+  json_object *signals = personalizer ? NULL : member(c->doc, "signals");
+  double r;
+  if ((value != NULL) == (signals != NULL)) {
+    reply_error(c, 400, "BadRequest",
+                personalizer
+                    ? "'value' is required"
+                    : "give exactly one of 'value' (a number) or 'signals' (an object)");
+    return;
+  }
+  if (value) {
+    if (!is_number(value)) {
+      reply_error(c, 400, "BadRequest", "'value' must be a number");
+      return;
+    }
+    r = json_object_get_double(value);
+    if (!isfinite(r)) {
+      reply_error(c, 400, "BadRequest", "'value' must be a finite number");
+      return;
+    }
+  } else {
+    if (!is_type(signals, json_type_object)) {
+      reply_error(c, 400, "BadRequest", "'signals' must be an object");
+      return;
+    }
+    if (!api->reward) {
+      reply_error(c, 400, "BadRequest",
+                  "this app has no reward hook; send {\"value\": x}");
+      return;
+    }
+    if (api->reward(api->reward_ud, signals, &r, &c->err)) {
+      reply_oa(c, &c->err);
+      return;
+    }
+    if (!isfinite(r)) {
+      reply_error(c, 500, "ScriptError", "the reward hook returned a non-finite number");
+      return;
+    }
+  }
+  if (oa_engine_reward(api->engine, event_id, r, &c->err)) {
+    event_error(c, event_id);
+    return;
+  }
+  if (personalizer) {
+    reply_no_content(c);
+    return;
+  }
+  oa_buf *b = c->res->body;
+  put(b, "{\"eventId\":");
+  put_str(b, event_id);
+  put(b, ",\"reward\":");
+  oa_json_put_num(b, r);
+  put(b, "}");
+}
+
+static void do_activate(call *c, const char *event_id) {
+  if (oa_engine_activate(c->api->engine, event_id, &c->err)) {
+    event_error(c, event_id);
+    return;
+  }
+  reply_no_content(c);
+}
+
+/* ---- catalog ---- */
+
+static int put_action(call *c, json_object *features, const char *id, size_t idlen,
+                      int64_t *slot) {
+  oa_field *fields;
+  int32_t nf;
+  if (features && !is_type(features, json_type_object))
+    return oa_error_set(&c->err, OA_EINVAL, "action '%s': 'features' must be an object",
+                        id);
+  if (oa_json_fields(features, &fields, &nf, &c->api->arena, "features", &c->err))
+    return oa_error_prefix(&c->err, "action '%s'", id);
+  *slot = oa_catalog_upsert(oa_engine_catalog(c->api->engine), id, idlen, fields, nf,
+                            &c->err);
+  return *slot < 0 ? (int)*slot : 0;
+}
+
+static void do_action_put(call *c, const char *id) {
+  if (!admin_ok(c) || parse_object(c)) return;
+  oa_catalog *cat = oa_engine_catalog(c->api->engine);
+  size_t idlen = strlen(id);
+  int created = oa_catalog_find(cat, id, idlen) < 0;
+  int64_t slot;
+  if (put_action(c, member(c->doc, "features"), id, idlen, &slot)) {
+    reply_oa(c, &c->err);
+    return;
+  }
+  c->res->status = created ? 201 : 200;
+  oa_buf *b = c->res->body;
+  put(b, "{\"id\":");
+  put_str(b, id);
+  put(b, created ? ",\"created\":true}" : ",\"created\":false}");
+}
+
+static void do_action_delete(call *c, const char *id) {
+  if (!admin_ok(c)) return;
+  if (oa_catalog_remove(oa_engine_catalog(c->api->engine), id, strlen(id))) {
+    reply_error(c, 404, "NotFound", "unknown action '%s'", id);
+    return;
+  }
+  reply_no_content(c);
+}
+
+/* Validates every item before changing anything, so a bad batch changes
+ * nothing. */
+static void do_actions_batch(call *c) {
+  if (!admin_ok(c) || parse_object(c)) return;
+  json_object *up = member(c->doc, "upsert"), *rm = member(c->doc, "remove");
+  if ((up && !is_type(up, json_type_array)) || (rm && !is_type(rm, json_type_array))) {
+    reply_error(c, 400, "BadRequest", "'upsert' and 'remove' must be arrays");
+    return;
+  }
+  size_t nu = up ? json_object_array_length(up) : 0,
+         nr = rm ? json_object_array_length(rm) : 0;
+  for (size_t i = 0; i < nu; i++) {
+    json_object *it = json_object_array_get_idx(up, i), *idv = member(it, "id");
+    json_object *f = member(it, "features");
+    if (!is_type(it, json_type_object) || !is_type(idv, json_type_string) ||
+        !json_object_get_string_len(idv) ||
+        json_object_get_string_len(idv) > OA_CATALOG_MAX_ID) {
+      reply_error(c, 400, "BadRequest",
+                  "upsert[%zu] must be {id: a non-empty string of at most "
+                  "%d bytes, features: {...}}",
+                  i, OA_CATALOG_MAX_ID);
+      return;
+    }
+    oa_field *fields;
+    int32_t nf;
+    if (f && !is_type(f, json_type_object)) {
+      reply_error(c, 400, "BadRequest", "upsert[%zu].features must be an object", i);
+      return;
+    }
+    if (oa_json_fields(f, &fields, &nf, &c->api->arena, "features", &c->err)) {
+      oa_error_prefix(&c->err, "upsert[%zu]", i);
+      reply_oa(c, &c->err);
+      return;
+    }
+  }
+  for (size_t i = 0; i < nr; i++)
+    if (!is_type(json_object_array_get_idx(rm, i), json_type_string)) {
+      reply_error(c, 400, "BadRequest", "remove[%zu] must be an action id", i);
+      return;
+    }
+  oa_json_arena_reset(&c->api->arena);
+  oa_catalog *cat = oa_engine_catalog(c->api->engine);
+  size_t upserted = 0, removed = 0, missing = 0;
+  for (size_t i = 0; i < nu; i++) {
+    json_object *it = json_object_array_get_idx(up, i), *idv = member(it, "id");
+    int64_t slot;
+    if (put_action(c, member(it, "features"), json_object_get_string(idv),
+                   (size_t)json_object_get_string_len(idv), &slot)) {
+      reply_oa(c, &c->err); /* only out of memory can get here after validation */
+      return;
+    }
+    upserted++;
+  }
+  for (size_t i = 0; i < nr; i++) {
+    json_object *idv = json_object_array_get_idx(rm, i);
+    if (oa_catalog_remove(cat, json_object_get_string(idv),
+                          (size_t)json_object_get_string_len(idv)))
+      missing++;
+    else
+      removed++;
+  }
+  oa_buf *b = c->res->body;
+  put(b, "{\"upserted\":");
+  oa_json_put_int(b, (int64_t)upserted);
+  put(b, ",\"removed\":");
+  oa_json_put_int(b, (int64_t)removed);
+  put(b, ",\"notFound\":");
+  oa_json_put_int(b, (int64_t)missing);
+  put(b, ",\"actions\":");
+  oa_json_put_int(b, oa_catalog_count(cat));
+  put(b, "}");
+}
+
+/* ---- policies, health ---- */
+
+static void put_policy(call *c, oa_policy *p) {
+  oa_buf *b = c->res->body;
+  oa_policy_stats st = oa_policy_get_stats(p);
+  oa_explore_params ep = oa_policy_params(p);
+  oa_model *m = oa_policy_model(p);
+  put(b, "{\"name\":");
+  put_str(b, oa_policy_name(p));
+  put(b, ",\"kind\":");
+  put_str(b, m && m->ops && m->ops->kind ? m->ops->kind : "unknown");
+  put(b, ",\"explore\":");
+  put_str(b, oa_explore_name(oa_policy_explore_kind(p)));
+  put(b, ",\"dimensions\":");
+  oa_json_put_int(b, oa_features_dim(oa_policy_features(p)));
+  put(b, ",\"decisions\":");
+  oa_json_put_int(b, (int64_t)st.decisions);
+  put(b, ",\"rewards\":");
+  oa_json_put_int(b, (int64_t)st.rewards);
+  put(b, ",\"averageReward\":");
+  if (st.rewards)
+    oa_json_put_num(b, st.reward_sum / (double)st.rewards);
+  else
+    put(b, "null");
+  put(b, ",\"parameters\":{\"epsilon\":");
+  oa_json_put_num(b, ep.epsilon);
+  put(b, ",\"temperature\":");
+  oa_json_put_num(b, ep.temperature);
+  put(b, ",\"alpha\":");
+  oa_json_put_num(b, ep.alpha);
+  put(b, ",\"gamma\":");
+  oa_json_put_num(b, ep.gamma);
+  put(b, ",\"draws\":");
+  oa_json_put_int(b, ep.draws);
+  put(b, "},\"appVersion\":");
+  put_str(b, c->api->version);
+  put(b, "}");
+}
+
+static void do_policies(call *c) {
+  oa_buf *b = c->res->body;
+  put(b, "{\"policies\":[");
+  int32_t n = oa_engine_policy_count(c->api->engine);
+  for (int32_t i = 0; i < n; i++) {
+    if (i) put(b, ",");
+    put_policy(c, oa_engine_policy_at(c->api->engine, i));
+  }
+  put(b, "],\"appVersion\":");
+  put_str(b, c->api->version);
+  put(b, "}");
+}
+
+static void do_policy(call *c, const char *name) {
+  oa_policy *p = oa_engine_policy(c->api->engine, name);
+  if (!p) {
+    reply_error(c, 404, "NotFound", "unknown policy '%s'", name);
+    return;
+  }
+  put_policy(c, p);
+}
+
+static void do_healthz(call *c) {
+  oa_buf *b = c->res->body;
+  put(b, "{\"status\":\"ok\",\"appVersion\":");
+  put_str(b, c->api->version);
+  put(b, ",\"policies\":");
+  oa_json_put_int(b, oa_engine_policy_count(c->api->engine));
+  put(b, ",\"pendingEvents\":");
+  oa_json_put_int(b, oa_engine_pending_events(c->api->engine));
+  put(b, ",\"actions\":");
+  oa_json_put_int(b, oa_catalog_count(oa_engine_catalog(c->api->engine)));
+  put(b, "}");
+}
+
+/* ---- metrics ---- */
+
+static void record(oa_api *api, enum route r, int status, double seconds) {
+  route_metrics *m = &api->metrics[r];
+  int k = 0;
+  while (k < MAX_STATUSES && m->status[k] && m->status[k] != status)
+    k++;
+  if (k < MAX_STATUSES) {
+    m->status[k] = status;
+    m->by_status[k]++;
+  }
+  int bkt = 0;
+  while (bkt < N_BUCKETS && seconds > bucket_le[bkt])
+    bkt++;
+  m->bucket[bkt]++;
+  m->count++;
+  m->sum += seconds;
+}
+
+static void metric_head(oa_buf *b, const char *name, const char *type, const char *help) {
+  put(b, "# HELP ");
+  put(b, name);
+  put(b, " ");
+  put(b, help);
+  put(b, "\n# TYPE ");
+  put(b, name);
+  put(b, " ");
+  put(b, type);
+  put(b, "\n");
+}
+
+/* A Prometheus label value: backslash, quote and newline escaped. */
+static void put_label(oa_buf *b, const char *s) {
+  for (; *s; s++) {
+    if (*s == '\\' || *s == '"') oa_buf_put(b, "\\", 1);
+    if (*s == '\n')
+      put(b, "\\n");
+    else
+      oa_buf_put(b, s, 1);
+  }
+}
+
+static void put_double(oa_buf *b, double v) {
+  oa_json_put_num(b, v);
+}
+
+static void do_metrics(call *c) {
+  oa_api *api = c->api;
+  oa_buf *b = c->res->body;
+  c->res->content_type = "text/plain; version=0.0.4";
+  metric_head(b, "onearm_http_requests_total", "counter",
+              "HTTP requests by route and status.");
+  for (int r = 0; r < R_COUNT; r++)
+    for (int k = 0; k < MAX_STATUSES && api->metrics[r].status[k]; k++) {
+      put(b, "onearm_http_requests_total{route=\"");
+      put(b, route_names[r]);
+      put(b, "\",status=\"");
+      oa_json_put_int(b, api->metrics[r].status[k]);
+      put(b, "\"} ");
+      oa_json_put_int(b, (int64_t)api->metrics[r].by_status[k]);
+      put(b, "\n");
+    }
+  metric_head(b, "onearm_http_request_duration_seconds", "histogram",
+              "Time spent handling a request (parsed request to composed response).");
+  for (int r = 0; r < R_COUNT; r++) {
+    const route_metrics *m = &api->metrics[r];
+    if (!m->count) continue;
+    uint64_t cum = 0;
+    for (int k = 0; k <= N_BUCKETS; k++) {
+      cum += m->bucket[k];
+      put(b, "onearm_http_request_duration_seconds_bucket{route=\"");
+      put(b, route_names[r]);
+      put(b, "\",le=\"");
+      put(b, k < N_BUCKETS ? bucket_label[k] : "+Inf");
+      put(b, "\"} ");
+      oa_json_put_int(b, (int64_t)cum);
+      put(b, "\n");
+    }
+    put(b, "onearm_http_request_duration_seconds_sum{route=\"");
+    put(b, route_names[r]);
+    put(b, "\"} ");
+    put_double(b, m->sum);
+    put(b, "\nonearm_http_request_duration_seconds_count{route=\"");
+    put(b, route_names[r]);
+    put(b, "\"} ");
+    oa_json_put_int(b, (int64_t)m->count);
+    put(b, "\n");
+  }
+  int32_t np = oa_engine_policy_count(api->engine);
+  static const char *const pm[3][3] = {
+      {"onearm_decisions_total", "counter", "Decisions made, by policy."},
+      {"onearm_rewards_total", "counter", "Rewards learned from, by policy."},
+      {"onearm_reward_sum", "gauge", "Sum of the rewards learned from, by policy."}};
+  for (int k = 0; k < 3; k++) {
+    metric_head(b, pm[k][0], pm[k][1], pm[k][2]);
+    for (int32_t i = 0; i < np; i++) {
+      oa_policy *p = oa_engine_policy_at(api->engine, i);
+      oa_policy_stats st = oa_policy_get_stats(p);
+      put(b, pm[k][0]);
+      put(b, "{policy=\"");
+      put_label(b, oa_policy_name(p));
+      put(b, "\"} ");
+      if (k == 0)
+        oa_json_put_int(b, (int64_t)st.decisions);
+      else if (k == 1)
+        oa_json_put_int(b, (int64_t)st.rewards);
+      else
+        put_double(b, st.reward_sum);
+      put(b, "\n");
+    }
+  }
+  metric_head(b, "onearm_pending_events", "gauge", "Decisions waiting for a reward.");
+  put(b, "onearm_pending_events ");
+  oa_json_put_int(b, oa_engine_pending_events(api->engine));
+  put(b, "\n");
+  oa_event_stats es = oa_engine_event_stats(api->engine);
+  static const char *const em[5][2] = {
+      {"onearm_events_closed_total", "Events closed (learned from or not)."},
+      {"onearm_events_defaulted_total", "Events closed with the default reward."},
+      {"onearm_events_evicted_total", "Events closed early because the table was full."},
+      {"onearm_events_unactivated_total", "Deferred events closed without activation."},
+      {"onearm_events_failed_total", "Events whose model update failed."}};
+  uint64_t ev[5] = {es.closed, es.defaulted, es.evicted, es.unactivated, es.failed};
+  for (int k = 0; k < 5; k++) {
+    metric_head(b, em[k][0], "counter", em[k][1]);
+    put(b, em[k][0]);
+    put(b, " ");
+    oa_json_put_int(b, (int64_t)ev[k]);
+    put(b, "\n");
+  }
+  metric_head(b, "onearm_oldest_pending_event_seconds", "gauge",
+              "Age of the oldest event still waiting for rewards.");
+  put(b, "onearm_oldest_pending_event_seconds ");
+  put_double(b, es.oldest_age);
+  put(b, "\n");
+  metric_head(b, "onearm_catalog_actions", "gauge", "Actions in the catalog.");
+  put(b, "onearm_catalog_actions ");
+  oa_json_put_int(b, oa_catalog_count(oa_engine_catalog(api->engine)));
+  put(b, "\n");
+  if (api->http) {
+    oa_http_stats st = oa_http_server_stats(api->http);
+    static const char *const hm[5][3] = {
+        {"onearm_http_connections_total", "counter", "Connections accepted."},
+        {"onearm_http_connections_rejected_total", "counter",
+         "Connections refused because of the connection limit."},
+        {"onearm_http_protocol_errors_total", "counter",
+         "Malformed or oversized requests answered by the HTTP layer."},
+        {"onearm_http_idle_timeouts_total", "counter",
+         "Connections closed for idleness."},
+        {"onearm_http_connections_active", "gauge", "Open connections."}};
+    uint64_t v[5] = {st.accepted, st.rejected, st.protocol_errors, st.timeouts,
+                     (uint64_t)st.active};
+    for (int k = 0; k < 5; k++) {
+      metric_head(b, hm[k][0], hm[k][1], hm[k][2]);
+      put(b, hm[k][0]);
+      put(b, " ");
+      oa_json_put_int(b, (int64_t)v[k]);
+      put(b, "\n");
+    }
+  }
+}
+
+/* ---- routing ---- */
+
+static int path_is(const oa_http_request *r, const char *p) {
+  size_t n = strlen(p);
+  return r->path_len == n && !memcmp(r->path, p, n);
+}
+
+/* When the path is prefix + one segment + suffix, decode that segment
+ * into out. Returns 1 on a match, 0 when the path has another shape, -1
+ * when it matches but the segment is malformed or too long. */
+static int path_segment(const oa_http_request *r, const char *prefix, const char *suffix,
+                        char *out, size_t cap) {
+  size_t pl = strlen(prefix), sl = strlen(suffix);
+  if (r->path_len <= pl + sl || memcmp(r->path, prefix, pl) ||
+      memcmp(r->path + r->path_len - sl, suffix, sl))
+    return 0;
+  const char *seg = r->path + pl;
+  size_t len = r->path_len - pl - sl;
+  if (memchr(seg, '/', len)) return 0;
+  return oa_http_unescape(seg, len, out, cap) > 0 ? 1 : -1;
+}
+
+static int method_ok(call *c, int method) {
+  if (c->req->method == method) return 1;
+  reply_error(c, 405, "MethodNotAllowed", "%s %.*s is not allowed; use %s",
+              c->req->method_name, (int)c->req->path_len, c->req->path,
+              method == 0   ? "DELETE"
+              : method == 1 ? "GET"
+              : method == 3 ? "POST"
+                            : "PUT");
+  return 0;
+}
+
+/* http_parser's method numbers (stable across its versions). */
+enum { M_DELETE = 0, M_GET = 1, M_POST = 3, M_PUT = 4 };
+
+static enum route dispatch(call *c) {
+  const oa_http_request *r = c->req;
+  char id[MAX_PATH_ID];
+  int m;
+  if (path_is(r, "/v1/rank")) {
+    if (method_ok(c, M_POST)) do_rank(c, 0);
+    return R_RANK;
+  }
+  if (path_is(r, "/personalizer/v1.0/rank")) {
+    if (method_ok(c, M_POST)) do_rank(c, 1);
+    return R_P_RANK;
+  }
+  static const struct {
+    const char *prefix, *suffix;
+    enum route route;
+  } ev_routes[] = {{"/v1/events/", "/reward", R_REWARD},
+                   {"/v1/events/", "/activate", R_ACTIVATE},
+                   {"/personalizer/v1.0/events/", "/reward", R_P_REWARD},
+                   {"/personalizer/v1.0/events/", "/activate", R_P_ACTIVATE}};
+  for (size_t k = 0; k < sizeof ev_routes / sizeof ev_routes[0]; k++) {
+    m = path_segment(r, ev_routes[k].prefix, ev_routes[k].suffix, id, sizeof id);
+    if (!m) continue;
+    enum route rt = ev_routes[k].route;
+    if (m < 0)
+      reply_error(c, 400, "BadRequest", "malformed event id in the path");
+    else if (!method_ok(c, M_POST)) {
+    } else if (rt == R_REWARD || rt == R_P_REWARD)
+      do_reward(c, id, rt == R_P_REWARD);
+    else
+      do_activate(c, id);
+    return rt;
+  }
+  if (path_is(r, "/v1/actions:batch")) {
+    if (method_ok(c, M_POST)) do_actions_batch(c);
+    return R_ACTIONS_BATCH;
+  }
+  if ((m = path_segment(r, "/v1/actions/", "", id, sizeof id))) {
+    enum route rt = r->method == M_DELETE ? R_ACTION_DELETE : R_ACTION_PUT;
+    if (m < 0)
+      reply_error(c, 400, "BadRequest", "malformed action id in the path");
+    else if (r->method == M_DELETE)
+      do_action_delete(c, id);
+    else if (method_ok(c, M_PUT))
+      do_action_put(c, id);
+    return rt;
+  }
+  if (path_is(r, "/v1/policies")) {
+    if (method_ok(c, M_GET)) do_policies(c);
+    return R_POLICIES;
+  }
+  if ((m = path_segment(r, "/v1/policies/", "", id, sizeof id))) {
+    if (m < 0)
+      reply_error(c, 400, "BadRequest", "malformed policy name in the path");
+    else if (method_ok(c, M_GET))
+      do_policy(c, id);
+    return R_POLICY;
+  }
+  if (path_is(r, "/healthz")) {
+    if (method_ok(c, M_GET)) do_healthz(c);
+    return R_HEALTHZ;
+  }
+  if (path_is(r, "/metrics")) {
+    if (method_ok(c, M_GET)) do_metrics(c);
+    return R_METRICS;
+  }
+  reply_error(c, 404, "NotFound", "no route %s %.*s", r->method_name, (int)r->path_len,
+              r->path);
+  return R_OTHER;
+}
+
+void oa_api_handle(void *ud, const oa_http_request *req, oa_http_response *res) {
+  oa_api *api = ud;
+  uint64_t t0 = uv_hrtime();
+  call c = {.api = api, .req = req, .res = res, .doc = NULL};
+  c.err.code = 0;
+  c.err.message[0] = 0;
+  oa_json_arena_reset(&api->arena);
+  enum route r = dispatch(&c);
+  if (c.doc) json_object_put(c.doc);
+  record(api, r, res->status, (double)(uv_hrtime() - t0) * 1e-9);
+}

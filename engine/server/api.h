@@ -1,0 +1,59 @@
+/* The HTTP API over the runtime: routes, request validation, responses and
+ * Prometheus metrics. It is an oa_http_handler (oa_api_handle) over one
+ * engine; it knows nothing about Lua: what an app contributes (the reward
+ * hook for raw signals, the default policy, the version tag) comes in
+ * through oa_api_app, filled by whoever loaded the app (server/app.c for
+ * a Lua app, or a C host that built its engine by hand).
+ *
+ * Routes (JSON in and out; every error is {"error":{"code","message"}}):
+ *   POST   /v1/rank                             decide
+ *   POST   /v1/events/{eventId}/reward          {value} | {signals}
+ *   POST   /v1/events/{eventId}/activate        for deferActivation
+ *   PUT    /v1/actions/{id}                     {features}   (admin)
+ *   DELETE /v1/actions/{id}                                  (admin)
+ *   POST   /v1/actions:batch                    {upsert, remove} (admin)
+ *   GET    /v1/policies, /v1/policies/{name}
+ *   GET    /healthz, /metrics
+ *   POST   /personalizer/v1.0/rank, .../events/{eventId}/reward, .../activate
+ * "admin" routes need the admin token (Authorization: Bearer T or
+ * X-Admin-Token: T) when one is configured.
+ *
+ * Events: a reward adds an observation (the engine combines them and closes
+ * the event as the app configures); an event ranked with deferActivation
+ * learns only if it is activated before it closes. Unknown events are 404,
+ * closed ones 409. */
+#ifndef ONEARM_SERVER_API_H
+#define ONEARM_SERVER_API_H
+
+#include "runtime/engine.h"
+#include "server/http.h"
+
+struct json_object;
+
+/* Turn raw signals (a JSON object) into a reward. Returns 0 and *reward, or
+ * an OA_E* code with err filled (OA_ESCRIPT for a failing hook). */
+typedef int (*oa_api_reward_fn)(void *ud, struct json_object *signals, double *reward,
+                                oa_error *err);
+
+typedef struct oa_api_app {
+  oa_engine *engine;          /* borrowed; must outlive the api */
+  const char *default_policy; /* NULL: the engine's first policy */
+  const char *version;        /* app version tag for responses ("" if none) */
+  oa_api_reward_fn reward;    /* NULL: `signals` requests are refused (400) */
+  void *reward_ud;
+  const char *admin_token; /* NULL or "": admin routes are open */
+} oa_api_app;
+
+typedef struct oa_api oa_api;
+
+/* Copies the strings of app. NULL + err on failure. */
+oa_api *oa_api_new(const oa_api_app *app, oa_error *err);
+void oa_api_free(oa_api *api);
+
+/* Lets /metrics report the HTTP layer's counters (borrowed; may be NULL). */
+void oa_api_set_http(oa_api *api, oa_http_server *http);
+
+/* The oa_http_handler: ud is the oa_api. */
+void oa_api_handle(void *ud, const oa_http_request *req, oa_http_response *res);
+
+#endif
