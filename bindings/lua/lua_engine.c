@@ -349,6 +349,7 @@ static void checkaction(lua_State *L, int idx, oa_policy *p, oa_lua_arena *a,
 
 /* [-0, +1, e] eng:decide(name, context, candidates [, opts]) -> decision table */
 static int l_decide(lua_State *L) {
+  lua_settop(L, 5); /* the arena goes above every optional argument */
   const char *fn = "decide";
   oa_lua_engine *e = checkengine(L, 1);
   oa_policy *p = checkpolicy(L, e, 2, fn);
@@ -454,6 +455,7 @@ static int l_learn(lua_State *L) {
 
 /* [-0, +0, e] eng:learn_example(name, context, action, reward [, prob = 1]) */
 static int l_learn_example(lua_State *L) {
+  lua_settop(L, 6);
   const char *fn = "learn_example";
   oa_lua_engine *e = checkengine(L, 1);
   oa_policy *p = checkpolicy(L, e, 2, fn);
@@ -483,6 +485,7 @@ static int l_learn_example(lua_State *L) {
 
 /* [-0, +1, e] eng:upsert(id, features) -> slot (0-based, for diagnostics) */
 static int l_upsert(lua_State *L) {
+  lua_settop(L, 3);
   oa_lua_engine *e = checkengine(L, 1);
   size_t len;
   const char *id = luaL_checklstring(L, 2, &len);
@@ -620,6 +623,7 @@ static int e_tostring(lua_State *L) {
 /* [-0, +3, e] oa.explore(name, means, widths, params, seed) -> probs, chosen, estimated
  */
 static int l_explore(lua_State *L) {
+  lua_settop(L, 5);
   const char *fn = "explore";
   oa_explore_kind kind = checkkind(L, fn, luaL_checkstring(L, 1));
   oa_lua_arena *a = oa__lua_arena(L);

@@ -332,12 +332,13 @@ static int l_fields(lua_State *L) {
 
 /* [-0, +1, e] fs:encode(context [, action]) -> 1 x dim tensor φ(x, a) */
 static int l_encode(lua_State *L) {
+  lua_settop(L, 3); /* the arena goes above every optional argument */
   oa_features *fs = oa__lua_checkfeatures(L, 1)->fs;
   oa_lua_arena *a = oa__lua_arena(L);
-  oa_value *cv = oa__lua_tovalues(L, 2, fs, OA_SIDE_CONTEXT, a, "context");
+  oa_value *cv = oa__lua_tovalues(L, 2, fs, OA_SIDE_CONTEXT, a, "encode: context");
   oa_value *av = lua_isnoneornil(L, 3)
                      ? NULL
-                     : oa__lua_tovalues(L, 3, fs, OA_SIDE_ACTION, a, "action");
+                     : oa__lua_tovalues(L, 3, fs, OA_SIDE_ACTION, a, "encode: action");
   oa_lua_tensor *t = oa__lua_newtensor(L, OA_F64, 1, oa_features_dim(fs));
   oa_fpart *cp = oa_fpart_new(), *ap = av ? oa_fpart_new() : NULL;
   oa_error err = {0};

@@ -610,6 +610,7 @@ static int32_t *checkarms(lua_State *L, int idx, const oa_model *m, int32_t n,
 
 /* [-0, +2, e] m:score(X [, arms]) -> means, widths (n x 1 tensors) */
 static int l_score(lua_State *L) {
+  lua_settop(L, 3); /* the arena goes above every optional argument */
   oa_model *m = oa__lua_checkmodel(L, 1)->m;
   oa_lua_arena *a = oa__lua_arena(L);
   oa_batch b;
@@ -647,6 +648,7 @@ static double *checkcolumn(lua_State *L, int idx, int32_t n, oa_lua_arena *a,
  * (probs default to 1). Rejected as a whole, with the model unchanged, on
  * NaN/Inf or a bad shape. */
 static int l_update(lua_State *L) {
+  lua_settop(L, 5);
   oa_model *m = oa__lua_checkmodel(L, 1)->m;
   oa_lua_arena *a = oa__lua_arena(L);
   oa_batch b;
