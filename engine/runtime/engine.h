@@ -138,7 +138,9 @@ typedef struct oa_closed_event {
   int learned;     /* 1: the model was updated */
   int defaulted;   /* 1: no reward came; default_reward was used */
   int activated;
-  double opened, closed; /* engine clock, seconds */
+  double opened, closed;    /* engine clock, seconds */
+  const char *context_json; /* what oa_engine_attach stored, or NULL */
+  const char *signals_json; /* a JSON array of the raw signals, or NULL */
 } oa_closed_event;
 typedef void (*oa_close_hook)(void *ud, const oa_closed_event *ev);
 void oa_engine_set_close_hook(oa_engine *e, oa_close_hook hook, void *ud);
@@ -164,6 +166,14 @@ oa_policy *oa_engine_policy_at(oa_engine *e, int32_t i);
  * event, OA_ESTATE for one that already closed, OA_ENUMERIC for a
  * non-finite value (nothing changes). */
 int oa_engine_reward(oa_engine *e, const char *event_id, double value, oa_error *err);
+/* Attach the decision's context as JSON text (for the decision log: the
+ * engine stores it, opaque, and hands it to the close hook). */
+int oa_engine_attach(oa_engine *e, const char *event_id, const char *context_json,
+                     oa_error *err);
+/* Append one raw-signals JSON object to the event's signal list (logged
+ * with the event). */
+int oa_engine_add_signals(oa_engine *e, const char *event_id, const char *signals_json,
+                          oa_error *err);
 /* Marks a deferred event as shown, so it learns when it closes. */
 int oa_engine_activate(oa_engine *e, const char *event_id, oa_error *err);
 /* Closes an event now with its combined reward (or the default). If the

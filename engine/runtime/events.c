@@ -33,6 +33,7 @@ typedef struct oa__event {
   int32_t n_logged;
   char **logged_ids;
   double *logged_probs;
+  char *context_json, *signals_json; /* for the decision log */
 } oa__event;
 
 struct oa__events {
@@ -84,6 +85,8 @@ static void event_clear(oa__event *ev) {
     free(ev->logged_ids[i]);
   free(ev->logged_ids);
   free(ev->logged_probs);
+  free(ev->context_json);
+  free(ev->signals_json);
   memset(ev, 0, sizeof *ev);
 }
 
@@ -232,7 +235,9 @@ static int close_at(oa__events *t, int32_t pos, int strict, oa_error *err) {
                          defaulted,
                          ev->active,
                          ev->opened,
-                         t->clock(t->clock_ud)};
+                         t->clock(t->clock_ud),
+                         ev->context_json,
+                         ev->signals_json};
     t->hook(t->hook_ud, &c);
   }
   remove_at(t, pos, 1);
@@ -355,6 +360,44 @@ int oa_engine_reward(oa_engine *e, const char *event_id, double value, oa_error 
       return rc;
     }
   }
+  return 0;
+}
+
+int oa_engine_attach(oa_engine *e, const char *event_id, const char *context_json,
+                     oa_error *err) {
+  oa__events *t = events(e);
+  int64_t pos;
+  int rc = find(t, event_id, &pos, err);
+  if (rc) return rc;
+  char *copy = strdup(context_json);
+  if (!copy) return oa_error_set(err, OA_ENOMEM, "out of memory");
+  free(t->ring[pos].context_json);
+  t->ring[pos].context_json = copy;
+  return 0;
+}
+
+int oa_engine_add_signals(oa_engine *e, const char *event_id, const char *signals_json,
+                          oa_error *err) {
+  oa__events *t = events(e);
+  int64_t pos;
+  int rc = find(t, event_id, &pos, err);
+  if (rc) return rc;
+  oa__event *ev = &t->ring[pos];
+  size_t old = ev->signals_json ? strlen(ev->signals_json) : 0,
+         add = strlen(signals_json);
+  /* Kept as the text of a JSON array: "[" item ("," item)* "]". */
+  char *s = realloc(ev->signals_json, old + add + 3);
+  if (!s) return oa_error_set(err, OA_ENOMEM, "out of memory");
+  if (old == 0) {
+    s[0] = '[';
+    memcpy(s + 1, signals_json, add);
+    memcpy(s + 1 + add, "]", 2);
+  } else {
+    s[old - 1] = ',';
+    memcpy(s + old, signals_json, add);
+    memcpy(s + old + add, "]", 2);
+  }
+  ev->signals_json = s;
   return 0;
 }
 
@@ -499,6 +542,8 @@ int oa__events_save(const oa__events *t, oa_buf *out) {
       oa_buf_put_str(out, ev->logged_ids[i]);
       oa_buf_put_f64(out, ev->logged_probs[i]);
     }
+    oa_buf_put_str(out, ev->context_json ? ev->context_json : "");
+    oa_buf_put_str(out, ev->signals_json ? ev->signals_json : "");
   }
   return out->failed ? OA_ENOMEM : 0;
 }
@@ -548,6 +593,16 @@ static int load_event(oa__events *t, oa_reader *in, double now, oa__event *ev) {
       ev->logged_probs[i] = oa_read_f64(in);
       if (in->failed || !(ev->logged_ids[i] = strdup(buf))) return -1;
     }
+  }
+  for (int k = 0; k < 2; k++) {
+    uint32_t len = oa_read_u32(in);
+    if (in->failed || len > in->len - in->pos) return -1;
+    if (len) {
+      char *text = strndup((const char *)in->data + in->pos, len);
+      if (!text) return -1;
+      *(k == 0 ? &ev->context_json : &ev->signals_json) = text;
+    }
+    in->pos += len;
   }
   if (!(ev->id = strdup(id))) return -1;
   oa_policy *p = oa_engine_policy(t->engine, name);
