@@ -61,25 +61,46 @@ static inline void axpby(int32_t n, double c, const double *x, double a, double 
     y[i] = a * y[i] + c * x[i];
 }
 
-/* P is symmetric, so P x is a sum of P's rows scaled by x: contiguous axpys
- * with no horizontal reduction. */
+/* One pass over the lower triangle: row i contributes P_i[0..i) · x to y_i
+ * (a dot) and x_i P_i[0..i) to y[0..i) (an axpy), so each stored entry is
+ * loaded once and the upper triangle is never read. */
 void oa__symv(int32_t d, const double *P, const double *x, double *y) {
   memset(y, 0, (size_t)d * sizeof *y);
-  for (int32_t j = 0; j < d; j++)
-    axpby(d, x[j], P + (size_t)j * d, 1.0, y);
+  for (int32_t i = 0; i < d; i++) {
+    const double *Pi = P + (size_t)i * d;
+    v4 acc = splat(0), xi = splat(x[i]);
+    int32_t j = 0;
+    for (; j + 4 <= i; j += 4) {
+      v4 p = ld4(Pi + j);
+      acc += p * ld4(x + j);
+      st4(y + j, ld4(y + j) + xi * p);
+    }
+    double s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    for (; j < i; j++) {
+      s += Pi[j] * x[j];
+      y[j] += x[i] * Pi[j];
+    }
+    y[i] += s + Pi[i] * x[i];
+  }
 }
 
+/* Plain comparisons rather than fmax, which is a libm call at -O2. A NaN
+ * is never the maximum here; callers check finiteness separately. */
 static double maxabs(int32_t n, const double *x) {
   double m = 0;
-  for (int32_t i = 0; i < n; i++)
-    m = fmax(m, fabs(x[i]));
+  for (int32_t i = 0; i < n; i++) {
+    double a = fabs(x[i]);
+    m = a > m ? a : m;
+  }
   return m;
 }
 
 static double maxdiag(int32_t d, const double *M) {
   double m = 0;
-  for (int32_t i = 0; i < d; i++)
-    m = fmax(m, fabs(M[(size_t)i * d + i]));
+  for (int32_t i = 0; i < d; i++) {
+    double a = fabs(M[(size_t)i * d + i]);
+    m = a > m ? a : m;
+  }
   return m;
 }
 
@@ -166,8 +187,8 @@ int oa__rls_cholesky(const oa__rls *s, int32_t d, double *L, oa_error *err) {
 }
 
 /* P := A⁻¹ = L⁻ᵀ L⁻¹ from the factor, by two triangular solves on the
- * identity, then symmetrised so that P is exactly symmetric after every
- * refactor. */
+ * identity; the lower triangle (the only one used) gets the average of the
+ * two computed halves. */
 static void inverse_from_cholesky(int32_t d, const double *L, double *P) {
   memset(P, 0, (size_t)d * d * sizeof *P);
   for (int32_t i = 0; i < d; i++)
@@ -179,7 +200,7 @@ static void inverse_from_cholesky(int32_t d, const double *L, double *P) {
   for (int32_t i = 0; i < d; i++)
     for (int32_t j = 0; j < i; j++) {
       double m = 0.5 * (P[(size_t)i * d + j] + P[(size_t)j * d + i]);
-      P[(size_t)i * d + j] = P[(size_t)j * d + i] = m;
+      P[(size_t)i * d + j] = m;
     }
 }
 
@@ -257,7 +278,8 @@ void oa__rls_save(const oa__rls *s, int32_t d, oa_buf *out) {
   oa_buf_put_u32(out, s->since);
   for (int32_t i = 0; i < d; i++)
     oa_buf_put(out, s->A + (size_t)i * d, (size_t)(i + 1) * sizeof(double));
-  oa_buf_put(out, s->P, (size_t)d * d * sizeof(double));
+  for (int32_t i = 0; i < d; i++)
+    oa_buf_put(out, s->P + (size_t)i * d, (size_t)(i + 1) * sizeof(double));
   oa_buf_put(out, s->b, 2 * (size_t)d * sizeof(double));
 }
 
@@ -267,7 +289,8 @@ int oa__rls_load(oa__rls *s, int32_t d, oa_reader *in, double *work, oa_error *e
   s->since = oa_read_u32(in);
   for (int32_t i = 0; i < d; i++)
     oa_read(in, s->A + (size_t)i * d, (size_t)(i + 1) * sizeof(double));
-  oa_read(in, s->P, (size_t)d * d * sizeof(double));
+  for (int32_t i = 0; i < d; i++)
+    oa_read(in, s->P + (size_t)i * d, (size_t)(i + 1) * sizeof(double));
   oa_read(in, s->b, 2 * (size_t)d * sizeof(double));
   if (in->failed) return oa_error_set(err, OA_EFORMAT, "truncated ridge statistics");
   if (!(s->prior >= 0.5 && s->prior <= 1) || !all_finite(oa__rls_doubles(d), s->mem))

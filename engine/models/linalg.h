@@ -87,7 +87,7 @@ void oa__quad_batch(int32_t d, const double *P, int32_t n, const double *X, int6
 /* Small vector loops (GCC/Clang vector extensions, so they vectorise at -O2
  * where the compiler's cheap cost model would leave them scalar). */
 double oa__dot(int32_t n, const double *x, const double *y);
-/* y := P x for a full symmetric d x d P (read by rows, no reduction). */
+/* y := P x for a symmetric d x d P stored in its lower triangle. */
 void oa__symv(int32_t d, const double *P, const double *x, double *y);
 
 /* Fills the defaults of a ridge configuration (a zero field means
