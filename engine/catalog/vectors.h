@@ -1,0 +1,96 @@
+/* The vector store: action vectors for retrieval, at catalog scale (10
+ * million rows on a 24 GiB machine).
+ *
+ * Rows live in one contiguous, 64-byte aligned matrix (row stride rounded
+ * up to a multiple of 64 bytes) so that a scan streams memory once. An id
+ * <-> row map ties rows to action ids; removing an action leaves a hole
+ * (no copy of the matrix) that a later insert reuses. Formats:
+ *   F32  4 bytes per value (default)
+ *   F16  2 bytes per value (IEEE half, converted with F16C)
+ *   I8   1 byte per value plus a float scale per row (value = q * scale,
+ *        scale = max|v| / 127): a quarter of the memory and bandwidth
+ * Each row also carries metadata for filters: up to OA_VEC_MAX_META
+ * categorical fields (strings interned per field to int32 codes) and
+ * numeric fields (float), declared when the store is created.
+ *
+ * Threading: writers (upsert/remove) and readers (scans) must not overlap;
+ * the engine runs writers on the loop thread between scans. Scans may use
+ * several threads over disjoint row ranges. */
+#ifndef ONEARM_CATALOG_VECTORS_H
+#define ONEARM_CATALOG_VECTORS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "onearm.h"
+
+#define OA_VEC_MAX_META 16
+
+typedef enum oa_vec_format { OA_VEC_F32 = 0, OA_VEC_F16, OA_VEC_I8 } oa_vec_format;
+
+typedef enum oa_meta_kind { OA_META_CAT = 0, OA_META_NUM } oa_meta_kind;
+
+typedef struct oa_meta_spec {
+  char name[64];
+  oa_meta_kind kind;
+} oa_meta_spec;
+
+typedef struct oa_vecstore_config {
+  int32_t dim;
+  oa_vec_format format;
+  int32_t n_meta;
+  oa_meta_spec meta[OA_VEC_MAX_META];
+} oa_vecstore_config;
+
+typedef struct oa_vecstore oa_vecstore;
+
+/* One row's metadata as given to upsert: by meta field index; a NULL
+ * string / NaN number means "missing". */
+typedef struct oa_meta_value {
+  const char *str; /* OA_META_CAT */
+  double num;      /* OA_META_NUM */
+} oa_meta_value;
+
+oa_vecstore *oa_vecstore_new(const oa_vecstore_config *cfg, oa_error *err);
+void oa_vecstore_free(oa_vecstore *vs);
+const oa_vecstore_config *oa_vecstore_config_of(const oa_vecstore *vs);
+
+/* Insert or replace; vec has dim finite floats (OA_ENUMERIC otherwise),
+ * meta has n_meta values or is NULL. Returns the row (>= 0) or a negative
+ * OA_E* code with nothing changed. */
+int64_t oa_vecstore_upsert(oa_vecstore *vs, const char *id, size_t idlen, const float *vec,
+                           const oa_meta_value *meta, oa_error *err);
+int oa_vecstore_remove(oa_vecstore *vs, const char *id, size_t idlen); /* 0 / OA_ENOTFOUND */
+int64_t oa_vecstore_find(const oa_vecstore *vs, const char *id, size_t idlen); /* row / -1 */
+const char *oa_vecstore_id(const oa_vecstore *vs, int64_t row); /* NULL for a hole */
+int64_t oa_vecstore_count(const oa_vecstore *vs); /* live rows */
+int64_t oa_vecstore_rows(const oa_vecstore *vs);  /* rows including holes */
+/* Bumped by every upsert/remove: indexes compare it to know they are stale. */
+uint64_t oa_vecstore_generation(const oa_vecstore *vs);
+/* Decode row r into out (dim floats); 0, or OA_ENOTFOUND for a hole. */
+int oa_vecstore_get(const oa_vecstore *vs, int64_t row, float *out);
+/* Metadata code of a categorical field for row r (-1 missing) / number. */
+int32_t oa_vecstore_meta_code(const oa_vecstore *vs, int64_t row, int32_t field);
+float oa_vecstore_meta_num(const oa_vecstore *vs, int64_t row, int32_t field);
+/* Interned code of a string in a categorical field, -1 when never seen. */
+int32_t oa_vecstore_meta_lookup(const oa_vecstore *vs, int32_t field, const char *s);
+int32_t oa_vecstore_meta_field(const oa_vecstore *vs, const char *name); /* -1 */
+/* Raw access for scans: row r's bytes, and (I8) its scale. */
+const void *oa_vecstore_row_ptr(const oa_vecstore *vs, int64_t row);
+float oa_vecstore_row_scale(const oa_vecstore *vs, int64_t row);
+int oa_vecstore_is_live(const oa_vecstore *vs, int64_t row);
+size_t oa_vecstore_size_bytes(const oa_vecstore *vs);
+
+/* Persistence: a documented binary file (see vectors.c) that loads back by
+ * memory-mapping the matrix when the file is page aligned. */
+int oa_vecstore_save_file(const oa_vecstore *vs, const char *path, oa_error *err);
+oa_vecstore *oa_vecstore_load_file(const char *path, oa_error *err);
+/* Bulk load a CSV with a header: id, v0..v{dim-1}, then metadata columns
+ * named as in the config (others ignored). progress(ud, rows_done,
+ * bytes_done, bytes_total) is called now and then (may be NULL). */
+int oa_vecstore_load_csv(oa_vecstore *vs, const char *path,
+                         void (*progress)(void *ud, int64_t rows, int64_t done, int64_t total),
+                         void *ud, oa_error *err);
+
+#endif
