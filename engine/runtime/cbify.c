@@ -369,6 +369,14 @@ int oa_cbify_preset_defaults(const char *preset, oa_cbify_params *out, oa_error 
   if (!strcmp(preset, "squarecb") || !strcmp(preset, "egreedy") ||
       !strcmp(preset, "greedy"))
     out->lambda = 0.1;
+  if (!strcmp(preset, "logistic")) { /* its width is on the probability scale */
+    out->alpha = 1.0;
+    out->lr = 0.5;
+  }
+  if (!strcmp(preset, "neural")) {
+    out->epsilon = 0.05;
+    out->lr = 0.01;
+  }
   return 0;
 }
 
