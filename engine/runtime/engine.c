@@ -70,6 +70,27 @@ int oa_engine_add_policy(oa_engine *e, const oa_policy_spec *spec, oa_error *err
   return 0;
 }
 
+int oa_engine_replace_policy(oa_engine *e, const oa_policy_spec *spec, oa_error *err) {
+  oa_policy *fresh = oa__policy_new(e, spec, err);
+  if (!fresh) return err ? err->code : OA_EINVAL;
+  for (int32_t i = 0; i < e->n_policies; i++) {
+    if (strcmp(e->policies[i]->name, spec->name)) continue;
+    oa__events_drop_policy(e->events, e->policies[i]);
+    oa__policy_free(e->policies[i]);
+    e->policies[i] = fresh;
+    return 0;
+  }
+  oa_policy **list = realloc(e->policies, sizeof *list * (size_t)(e->n_policies + 1));
+  if (!list) {
+    fresh->model = NULL; /* the caller keeps it */
+    oa__policy_free(fresh);
+    return oa_error_set(err, OA_ENOMEM, "out of memory");
+  }
+  e->policies = list;
+  e->policies[e->n_policies++] = fresh;
+  return 0;
+}
+
 int oa_engine_remove_policy(oa_engine *e, const char *name, oa_error *err) {
   for (int32_t i = 0; i < e->n_policies; i++) {
     oa_policy *p = e->policies[i];

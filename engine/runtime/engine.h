@@ -155,6 +155,10 @@ oa_event_stats oa_engine_event_stats(oa_engine *e);
 /* Adds a policy; OA_EEXIST when the name is taken. On failure the spec's
  * model is NOT freed (the caller still owns it). */
 int oa_engine_add_policy(oa_engine *e, const oa_policy_spec *spec, oa_error *err);
+/* Replaces policy spec->name with a new one built from spec (a reset: the
+ * old state and its pending events are dropped), or adds it when absent.
+ * On failure the old policy stays and the spec's model is not freed. */
+int oa_engine_replace_policy(oa_engine *e, const oa_policy_spec *spec, oa_error *err);
 /* Removes a policy and its pending events; OA_ENOTFOUND. */
 int oa_engine_remove_policy(oa_engine *e, const char *name, oa_error *err);
 oa_policy *oa_engine_policy(oa_engine *e, const char *name); /* NULL when unknown */
@@ -192,6 +196,14 @@ oa_model *oa_policy_model(oa_policy *p);
 oa_explore_kind oa_policy_explore_kind(const oa_policy *p);
 oa_explore_params oa_policy_params(const oa_policy *p);
 int oa_policy_set_params(oa_policy *p, const oa_explore_params *params, oa_error *err);
+/* Replaces the explorer (kind, parameters, custom function): what a reloaded
+ * app may change without touching learned state. */
+int oa_policy_set_explorer(oa_policy *p, oa_explore_kind kind,
+                           const oa_explore_params *params, oa_custom_explore_fn fn,
+                           void *ud, oa_error *err);
+/* 1 when spec's feature space and model have the same shape as p's
+ * (feature digest, model kind, dim and arms): state can carry over. */
+int oa_policy_same_shape(const oa_policy *p, const oa_policy_spec *spec);
 oa_policy_stats oa_policy_get_stats(const oa_policy *p);
 /* Allow a restore or reload to reset this policy when its saved state has
  * another shape (otherwise a shape change is refused). */

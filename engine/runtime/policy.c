@@ -60,6 +60,11 @@ oa_policy *oa__policy_new(oa_engine *e, const oa_policy_spec *spec, oa_error *er
     oa_error_prefix(err, "policy '%s'", spec->name);
     return NULL;
   }
+  if (spec->model->ops->needs_candidates && spec->explore != OA_EXPLORE_SOFTMAX) {
+    oa_error_set(err, OA_EINVAL, "policy '%s': a %s model needs the softmax explorer",
+                 spec->name, spec->model->ops->kind);
+    return NULL;
+  }
   if (spec->explore == OA_EXPLORE_CUSTOM && !spec->custom_explore) {
     oa_error_set(err, OA_EINVAL, "policy '%s': a custom explorer needs a function",
                  spec->name);
@@ -143,6 +148,32 @@ int oa_policy_set_params(oa_policy *p, const oa_explore_params *params, oa_error
   if (rc) return oa_error_prefix(err, "policy '%s'", p->name);
   p->params = *params;
   return 0;
+}
+
+int oa_policy_set_explorer(oa_policy *p, oa_explore_kind kind,
+                           const oa_explore_params *params, oa_custom_explore_fn fn,
+                           void *ud, oa_error *err) {
+  int rc = oa_explore_check(kind, params, err);
+  if (rc) return oa_error_prefix(err, "policy '%s'", p->name);
+  if (kind == OA_EXPLORE_CUSTOM && !fn)
+    return oa_error_set(err, OA_EINVAL, "policy '%s': a custom explorer needs a function",
+                        p->name);
+  if (p->model->ops->needs_candidates && kind != OA_EXPLORE_SOFTMAX)
+    return oa_error_set(err, OA_EINVAL,
+                        "policy '%s': a %s model needs the softmax explorer", p->name,
+                        p->model->ops->kind);
+  p->explore = kind;
+  p->params = *params;
+  p->custom = fn;
+  p->custom_ud = ud;
+  return 0;
+}
+
+int oa_policy_same_shape(const oa_policy *p, const oa_policy_spec *spec) {
+  const oa_model *a = p->model, *b = spec->model;
+  return spec->features && b &&
+         oa_features_digest(p->fs) == oa_features_digest(spec->features) &&
+         !strcmp(a->ops->kind, b->ops->kind) && a->dim == b->dim && a->arms == b->arms;
 }
 
 /* The arm index of an action id for per-action models, assigned on first
