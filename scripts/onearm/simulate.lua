@@ -19,7 +19,7 @@ usage: onearm simulate APP.lua [--env ENV.lua] [--steps N] [--seed S] [--out DIR
                                [--policy NAME]... [--every K]
 
   --env ENV.lua   the simulated users (default: env.lua next to the app)
-  --steps N       decisions per policy (default 20000)
+  --steps N       decisions per policy (default 10000)
   --seed S        seed of the users, the candidates and the engines (default 1)
   --out DIR       where curves.csv, regret.svg and summary.json go (default ./out)
   --json          print the summary as JSON instead of a table
@@ -59,7 +59,7 @@ end
 
 -- Parse argv into options; nil after printing a message on a usage error.
 function simulate.parse_args(argv)
-  local o = { steps = 20000, seed = 1, out = "out", json = false }
+  local o = { steps = 10000, seed = 1, out = "out", json = false }
   local i = 1
   local function value(flag)
     i = i + 1
