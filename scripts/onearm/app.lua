@@ -205,6 +205,25 @@ local function app_require(env, path_template)
   end
 end
 
+-- An error raised by `return oa.app{...}` has no position: the app's chunk
+-- made a tail call, so its frame is gone. Point at the first line that
+-- assigns the key the message names, else at the file.
+local function locate(path, src, msg)
+  msg = tostring(msg)
+  if msg:match("^[^\n]-:%d+: ") then return msg end
+  local key = msg:match("'([%w_]+)'")
+  if key then
+    local n = 0
+    for line in (src .. "\n"):gmatch("(.-)\r?\n") do
+      n = n + 1
+      if line:match("%f[%w_]" .. key .. "%f[^%w_]%s*=") then
+        return string.format("%s:%d: %s", path, n, msg)
+      end
+    end
+  end
+  return path .. ": " .. msg
+end
+
 -- oa.load_app(path [, engine [, opts]]): run the app file, validate what it
 -- returns and add its policies to `engine` (a new oa.engine{} when nil).
 -- opts.only = { names } adds only those policies (the simulator gives each
@@ -223,15 +242,15 @@ function app.load(path, engine, opts)
   env.require = app_require(env, template)
   local chunk, cerr = load(src, "@" .. path, "t", env)
   if not chunk then error(cerr, 0) end
-  local result = chunk()
-  local a
-  if app.is_app(result) then
-    a = result
-  elseif type(result) == "table" then
-    a = app.new(result)
-  else
-    error(path .. ": the app must return oa.app{...}, got " .. type(result), 0)
+  local ok, result = pcall(chunk)
+  if ok and not app.is_app(result) then
+    if type(result) ~= "table" then
+      error(path .. ": the app must return oa.app{...}, got " .. type(result), 0)
+    end
+    ok, result = pcall(app.new, result)
   end
+  if not ok then error(locate(path, src, result), 0) end
+  local a = result
   a.path, a.dir, a.version = path, dir, app.hash(src)
   a.engine = engine or core.engine {}
   local names = a.policies

@@ -169,13 +169,12 @@ function simulate.run(opts)
   local T, seed = opts.steps, opts.seed
   local every = opts.every or math.max(1, T // 200)
   local quarter_start = T - T // 4 -- the last quarter is steps (quarter_start, T]
-  local Env = load_env(opts.env)
   local started = host.clock()
-
+  local ref = oa.load_app(opts.app, nil, { only = {} })
+  local Env = load_env(opts.env)
   local ref_env = Env.new(seed)
   check_env(opts.env, ref_env)
   local catalog = ref_env:catalog()
-  local ref = oa.load_app(opts.app, nil, { only = {} })
   local names = opts.policies or ref.declared
 
   -- Each learner: its own copy of the app (hooks and closures included),
