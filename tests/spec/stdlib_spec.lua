@@ -122,6 +122,26 @@ describe("presets", function()
     assert.is_false(oa.neural().options.neural_linear)
   end)
 
+  it("every preset builds a policy that decides and learns in a real engine", function()
+    local policy = require "onearm.policy"
+    local made = {
+      linucb = oa.linucb(), lints = oa.lints(), egreedy = oa.egreedy(), squarecb = oa.squarecb(),
+      disjoint = oa.linucb { per_action = true, arms = 8 }, neural = oa.neural(),
+      neural_linear = oa.neural_linear(), reinforce = oa.reinforce(), logistic = oa.logistic(),
+      bernoulli_ts = oa.bernoulli_ts { arms = 4 }, ucb1 = oa.ucb1 { arms = 4 },
+    }
+    local cands = { { id = "x", features = { topic = "a" } }, { id = "y", features = { topic = "b" } } }
+    for name, preset in pairs(made) do
+      local eng = oa.engine {}
+      policy.instantiate(oa, eng, name, oa.policy { features = space(), model = preset })
+      for _ = 1, 3 do
+        local d = eng:decide(name, { device = "phone" }, cands)
+        eng:learn(d.event_id, 1)
+      end
+      assert.equal(3, eng:stats(name).decisions, name)
+    end
+  end)
+
   it("reinforce's explorer uses the model's temperature", function()
     local p = oa.reinforce { temperature = 0.5 }
     assert.equal("softmax", p.explore)
