@@ -59,13 +59,15 @@ const oa_vecstore_config *oa_vecstore_config_of(const oa_vecstore *vs);
 /* Insert or replace; vec has dim finite floats (OA_ENUMERIC otherwise),
  * meta has n_meta values or is NULL. Returns the row (>= 0) or a negative
  * OA_E* code with nothing changed. */
-int64_t oa_vecstore_upsert(oa_vecstore *vs, const char *id, size_t idlen, const float *vec,
-                           const oa_meta_value *meta, oa_error *err);
-int oa_vecstore_remove(oa_vecstore *vs, const char *id, size_t idlen); /* 0 / OA_ENOTFOUND */
-int64_t oa_vecstore_find(const oa_vecstore *vs, const char *id, size_t idlen); /* row / -1 */
+int64_t oa_vecstore_upsert(oa_vecstore *vs, const char *id, size_t idlen,
+                           const float *vec, const oa_meta_value *meta, oa_error *err);
+int oa_vecstore_remove(oa_vecstore *vs, const char *id,
+                       size_t idlen); /* 0 / OA_ENOTFOUND */
+int64_t oa_vecstore_find(const oa_vecstore *vs, const char *id,
+                         size_t idlen);                         /* row / -1 */
 const char *oa_vecstore_id(const oa_vecstore *vs, int64_t row); /* NULL for a hole */
-int64_t oa_vecstore_count(const oa_vecstore *vs); /* live rows */
-int64_t oa_vecstore_rows(const oa_vecstore *vs);  /* rows including holes */
+int64_t oa_vecstore_count(const oa_vecstore *vs);               /* live rows */
+int64_t oa_vecstore_rows(const oa_vecstore *vs);                /* rows including holes */
 /* Bumped by every upsert/remove: indexes compare it to know they are stale. */
 uint64_t oa_vecstore_generation(const oa_vecstore *vs);
 /* Decode row r into out (dim floats); 0, or OA_ENOTFOUND for a hole. */
@@ -90,7 +92,60 @@ oa_vecstore *oa_vecstore_load_file(const char *path, oa_error *err);
  * named as in the config (others ignored). progress(ud, rows_done,
  * bytes_done, bytes_total) is called now and then (may be NULL). */
 int oa_vecstore_load_csv(oa_vecstore *vs, const char *path,
-                         void (*progress)(void *ud, int64_t rows, int64_t done, int64_t total),
+                         void (*progress)(void *ud, int64_t rows, int64_t done,
+                                          int64_t total),
                          void *ud, oa_error *err);
+
+/* ---- Extensions (compatible additions) ----
+ *
+ * Ownership: the store owns everything it returns; pointers (ids, row
+ * bytes, scales, live bits, dictionary strings) stay valid until the next
+ * upsert/remove/reserve or oa_vecstore_free, whichever comes first. Ids are
+ * non-empty, at most OA_VEC_MAX_ID bytes, without NUL bytes. */
+#define OA_VEC_MAX_ID 1024
+
+/* Bytes per row in the matrix (a multiple of 64; the bytes past the
+ * vector are zero). */
+size_t oa_vecstore_stride(const oa_vecstore *vs);
+/* The whole matrix (rows * stride bytes) and, for I8, the scales (one
+ * float per row, NULL for other formats): for scans that walk rows. */
+const void *oa_vecstore_matrix(const oa_vecstore *vs);
+const float *oa_vecstore_scales(const oa_vecstore *vs);
+/* Live rows as a bitmap: bit (r & 63) of word r >> 6 is set when row r
+ * holds an action. Words cover oa_vecstore_rows() rows. */
+const uint64_t *oa_vecstore_live_bits(const oa_vecstore *vs);
+/* Grow the capacity to at least rows (bulk loads); 0 or OA_ENOMEM. */
+int oa_vecstore_reserve(oa_vecstore *vs, int64_t rows, oa_error *err);
+/* Categorical dictionaries: number of interned strings of a field and the
+ * string of a code (NULL when out of range). */
+int32_t oa_vecstore_meta_dict_size(const oa_vecstore *vs, int32_t field);
+const char *oa_vecstore_meta_string(const oa_vecstore *vs, int32_t field, int32_t code);
+/* 1 while the matrix is a private mapping of the file it was loaded from
+ * (it becomes an anonymous copy when the store grows past its size). */
+int oa_vecstore_is_mapped(const oa_vecstore *vs);
+
+/* "f32", "f16", "i8"; parse returns 0 or OA_EINVAL. */
+const char *oa_vec_format_name(oa_vec_format f);
+int oa_vec_format_parse(const char *s, oa_vec_format *out);
+/* Bytes per row of the matrix for a dim and format (64-byte rounded). */
+size_t oa_vec_row_stride(int32_t dim, oa_vec_format f);
+
+/* Load flags: OA_VEC_LOAD_READ reads the matrix into memory even when the
+ * file could be mapped (for files on storage that may change under us). */
+#define OA_VEC_LOAD_READ 1
+oa_vecstore *oa_vecstore_load_file_ex(const char *path, int flags, oa_error *err);
+/* Read the header of a saved file without loading it (onearm catalog info). */
+typedef struct oa_vecfile_info {
+  uint32_t version;
+  oa_vecstore_config config;
+  int64_t rows, live;
+  uint64_t generation;
+  uint64_t ids_bytes, meta_bytes, matrix_offset, matrix_bytes, file_bytes;
+} oa_vecfile_info;
+int oa_vecstore_file_info(const char *path, oa_vecfile_info *info, oa_error *err);
+
+/* Float16 conversions used by the F16 format (round to nearest even). */
+uint16_t oa_f32_to_f16(float f);
+float oa_f16_to_f32(uint16_t h);
 
 #endif

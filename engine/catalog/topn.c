@@ -1,0 +1,400 @@
+/* Exact top-N by inner product (topn.h).
+ *
+ * The scan is bandwidth bound: 1M x 64 float32 rows are 256 MB that must
+ * stream from memory once per query. So the kernel computes 8 rows per
+ * step with 8 independent FMA chains (enough to cover the FMA latency),
+ * reduces the 8 accumulators with one transpose-and-add tree into a vector
+ * of 8 scores, and compares those against the heap's current minimum with
+ * one vector compare, ANDed with the live bits of the 8 rows: only rows
+ * that would enter the top-N leave the vector registers, so the heap and
+ * the filter cost nothing per row once the heap is full.
+ *
+ * Each row's score comes from its own accumulator lane sums and the same
+ * reduction tree whatever its neighbours are, so a score is bit-identical
+ * whichever thread, range or group computed it; with an exact (score, row)
+ * order in every heap the merged result does not depend on the split. */
+#include "catalog/topn.h"
+#include "catalog/pool.h"
+#include "core/error.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#define TOPN_AVX2 1
+#include <immintrin.h>
+#endif
+
+/* ---- heap: root = worst (lowest score, then highest row) ---- */
+
+static inline int worse(float sa, int64_t ra, float sb, int64_t rb) {
+  return sa < sb || (sa == sb && ra > rb);
+}
+
+int oa_topn_heap_init(oa_topn_heap *h, int32_t cap) {
+  memset(h, 0, sizeof *h);
+  if (cap <= 0) return 0;
+  h->scores = malloc((size_t)cap * sizeof *h->scores);
+  h->rows = malloc((size_t)cap * sizeof *h->rows);
+  if (!h->scores || !h->rows) {
+    oa_topn_heap_free(h);
+    return OA_ENOMEM;
+  }
+  h->cap = cap;
+  return 0;
+}
+
+void oa_topn_heap_free(oa_topn_heap *h) {
+  free(h->scores);
+  free(h->rows);
+  memset(h, 0, sizeof *h);
+}
+
+static void sift_down(oa_topn_heap *h, int32_t i) {
+  float s = h->scores[i];
+  int64_t r = h->rows[i];
+  for (;;) {
+    int32_t c = 2 * i + 1;
+    if (c >= h->size) break;
+    if (c + 1 < h->size &&
+        worse(h->scores[c + 1], h->rows[c + 1], h->scores[c], h->rows[c]))
+      c++;
+    if (!worse(h->scores[c], h->rows[c], s, r)) break;
+    h->scores[i] = h->scores[c];
+    h->rows[i] = h->rows[c];
+    i = c;
+  }
+  h->scores[i] = s;
+  h->rows[i] = r;
+}
+
+void oa_topn_heap_push(oa_topn_heap *h, float score, int64_t row) {
+  if (score != score || h->cap == 0) return; /* NaN never ranks */
+  if (h->size < h->cap) {
+    int32_t i = h->size++;
+    while (i > 0) {
+      int32_t p = (i - 1) / 2;
+      if (!worse(score, row, h->scores[p], h->rows[p])) break;
+      h->scores[i] = h->scores[p];
+      h->rows[i] = h->rows[p];
+      i = p;
+    }
+    h->scores[i] = score;
+    h->rows[i] = row;
+    return;
+  }
+  if (!worse(h->scores[0], h->rows[0], score, row)) return;
+  h->scores[0] = score;
+  h->rows[0] = row;
+  sift_down(h, 0);
+}
+
+/* The score a new row must reach (>=) to be considered. */
+static inline float heap_floor(const oa_topn_heap *h) {
+  return h->size < h->cap ? -INFINITY : h->scores[0];
+}
+
+void oa_topn_result_init(oa_topn_result *r) {
+  memset(r, 0, sizeof *r);
+}
+
+void oa_topn_result_free(oa_topn_result *r) {
+  free(r->rows);
+  free(r->scores);
+  memset(r, 0, sizeof *r);
+}
+
+static int result_reserve(oa_topn_result *out, int32_t n) {
+  if (n <= out->cap) return 0;
+  int64_t *rows = realloc(out->rows, (size_t)n * sizeof *rows);
+  if (!rows) return OA_ENOMEM;
+  out->rows = rows;
+  float *scores = realloc(out->scores, (size_t)n * sizeof *scores);
+  if (!scores) return OA_ENOMEM;
+  out->scores = scores;
+  out->cap = n;
+  return 0;
+}
+
+int oa_topn_heap_finish(oa_topn_heap *h, oa_topn_result *out, oa_error *err) {
+  if (result_reserve(out, h->size))
+    return oa_error_set(err, OA_ENOMEM, "out of memory for %d results", h->size);
+  /* Pop the worst into the back: the array ends up best first. */
+  int32_t n = h->size;
+  while (h->size > 0) {
+    int32_t last = --h->size;
+    out->scores[last] = h->scores[0];
+    out->rows[last] = h->rows[0];
+    h->scores[0] = h->scores[last];
+    h->rows[0] = h->rows[last];
+    if (h->size) sift_down(h, 0);
+  }
+  out->count = n;
+  return 0;
+}
+
+/* ---- kernels: 8 rows -> 8 scores ---- */
+
+typedef struct scan_ctx {
+  const oa_vecstore *vs;
+  const float *q; /* padded to a multiple of 8 (zeros), 32-byte aligned */
+  int32_t nv;     /* 8-float vectors per row */
+  oa_vec_format fmt;
+  const uint8_t *mat;
+  size_t stride;
+  const float *scales;
+  const uint8_t *live; /* live bitmap as bytes: row r is bit r & 7 of byte r >> 3 */
+  const oa_filter *filter;
+  int64_t rows;
+  int64_t per_task; /* rows per task, a multiple of OA_TOPN_BLOCK */
+  oa_topn_heap *heaps;
+} scan_ctx;
+
+#ifdef TOPN_AVX2
+/* Sum each of 8 accumulators into one lane of the result. */
+static inline __m256 reduce8(__m256 a0, __m256 a1, __m256 a2, __m256 a3, __m256 a4,
+                             __m256 a5, __m256 a6, __m256 a7) {
+  __m256 t0 = _mm256_hadd_ps(a0, a1), t1 = _mm256_hadd_ps(a2, a3);
+  __m256 t2 = _mm256_hadd_ps(a4, a5), t3 = _mm256_hadd_ps(a6, a7);
+  __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+  return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20),
+                       _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
+#define LOAD_F32(p, k) _mm256_load_ps((const float *)(p) + 8 * (k))
+#define LOAD_F16(p, k)                                                                   \
+  _mm256_cvtph_ps(_mm_load_si128((const __m128i *)((const uint16_t *)(p) + 8 * (k))))
+#define LOAD_I8(p, k)                                                                    \
+  _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(                                               \
+      _mm_loadl_epi64((const __m128i *)((const int8_t *)(p) + 8 * (k)))))
+
+#define DEFINE_KERNEL(name, LOAD)                                                        \
+  static inline __m256 name(const uint8_t *const *r, const float *q, int32_t nv) {       \
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0,        \
+           a6 = a0, a7 = a0;                                                             \
+    for (int32_t k = 0; k < nv; k++) {                                                   \
+      __m256 qk = _mm256_load_ps(q + 8 * k);                                             \
+      a0 = _mm256_fmadd_ps(LOAD(r[0], k), qk, a0);                                       \
+      a1 = _mm256_fmadd_ps(LOAD(r[1], k), qk, a1);                                       \
+      a2 = _mm256_fmadd_ps(LOAD(r[2], k), qk, a2);                                       \
+      a3 = _mm256_fmadd_ps(LOAD(r[3], k), qk, a3);                                       \
+      a4 = _mm256_fmadd_ps(LOAD(r[4], k), qk, a4);                                       \
+      a5 = _mm256_fmadd_ps(LOAD(r[5], k), qk, a5);                                       \
+      a6 = _mm256_fmadd_ps(LOAD(r[6], k), qk, a6);                                       \
+      a7 = _mm256_fmadd_ps(LOAD(r[7], k), qk, a7);                                       \
+    }                                                                                    \
+    return reduce8(a0, a1, a2, a3, a4, a5, a6, a7);                                      \
+  }
+
+DEFINE_KERNEL(kernel_f32, LOAD_F32)
+DEFINE_KERNEL(kernel_f16, LOAD_F16)
+DEFINE_KERNEL(kernel_i8, LOAD_I8)
+
+/* Scores of the 8 rows at r[] into out[8]; scales of I8 rows in sc[]. */
+static inline void score8(const scan_ctx *c, const uint8_t *const *r, const float *sc,
+                          float *out) {
+  __m256 s;
+  switch (c->fmt) {
+  case OA_VEC_F32:
+    s = kernel_f32(r, c->q, c->nv);
+    break;
+  case OA_VEC_F16:
+    s = kernel_f16(r, c->q, c->nv);
+    break;
+  default:
+    s = _mm256_mul_ps(kernel_i8(r, c->q, c->nv), _mm256_loadu_ps(sc));
+    break;
+  }
+  _mm256_storeu_ps(out, s);
+}
+#else
+/* Portable fallback: same arithmetic without vector intrinsics. */
+static inline void score8(const scan_ctx *c, const uint8_t *const *r, const float *sc,
+                          float *out) {
+  for (int j = 0; j < 8; j++) {
+    float lanes[8] = {0};
+    for (int32_t k = 0; k < c->nv * 8; k++) {
+      float v = c->fmt == OA_VEC_F32   ? ((const float *)r[j])[k]
+                : c->fmt == OA_VEC_F16 ? oa_f16_to_f32(((const uint16_t *)r[j])[k])
+                                       : (float)((const int8_t *)r[j])[k];
+      lanes[k & 7] = fmaf(v, c->q[k], lanes[k & 7]);
+    }
+    float s = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
+              ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+    out[j] = c->fmt == OA_VEC_I8 ? s * sc[j] : s;
+  }
+}
+#endif
+
+/* ---- the scan ---- */
+
+/* Rows [lo, hi) into heap. lo is a multiple of 8. */
+static void scan_range(const scan_ctx *c, int64_t lo, int64_t hi, oa_topn_heap *heap) {
+  const uint8_t *rp[8];
+  float sc[8] = {1, 1, 1, 1, 1, 1, 1, 1}, s[8];
+  for (int64_t g = lo; g < hi; g += 8) {
+    unsigned mask = c->live[g >> 3];
+    if (!mask) continue; /* 8 holes: skip the arithmetic */
+    int nrow = hi - g < 8 ? (int)(hi - g) : 8;
+    for (int j = 0; j < 8; j++)
+      rp[j] = c->mat + (size_t)(g + (j < nrow ? j : 0)) * c->stride;
+    if (c->scales) {
+      if (nrow == 8)
+        memcpy(sc, c->scales + g, sizeof sc);
+      else
+        for (int j = 0; j < 8; j++)
+          sc[j] = c->scales[g + (j < nrow ? j : 0)];
+    }
+    score8(c, rp, sc, s);
+    if (nrow < 8) mask &= (1u << nrow) - 1;
+#ifdef TOPN_AVX2
+    mask &= (unsigned)_mm256_movemask_ps(
+        _mm256_cmp_ps(_mm256_loadu_ps(s), _mm256_set1_ps(heap_floor(heap)), _CMP_GE_OQ));
+#endif
+    while (mask) {
+      int j = __builtin_ctz(mask);
+      mask &= mask - 1;
+      if (!(s[j] >= heap_floor(heap))) continue;
+      if (c->filter && !oa_filter_pass(c->filter, c->vs, g + j)) continue;
+      oa_topn_heap_push(heap, s[j], g + j);
+    }
+  }
+}
+
+static void scan_task(void *ud, int task) {
+  const scan_ctx *c = ud;
+  int64_t lo = (int64_t)task * c->per_task, hi = lo + c->per_task;
+  if (hi > c->rows) hi = c->rows;
+  if (lo < hi) scan_range(c, lo, hi, &c->heaps[task]);
+}
+
+/* The query padded with zeros to whole 8-float vectors, 32-byte aligned:
+ * the matrix rows are zero past dim, so padded lanes add exact zeros. */
+static float *pad_query(const oa_vecstore *vs, const float *query, int32_t *nv) {
+  int32_t d = oa_vecstore_config_of(vs)->dim;
+  *nv = (d + 7) / 8;
+  float *q = aligned_alloc(32, (size_t)*nv * 32);
+  if (!q) return NULL;
+  memcpy(q, query, (size_t)d * sizeof *q);
+  memset(q + d, 0, (size_t)(*nv * 8 - d) * sizeof *q);
+  return q;
+}
+
+static int check_query(const oa_vecstore *vs, const float *query, oa_error *err) {
+  if (!query) return oa_error_set(err, OA_EINVAL, "no query vector");
+  int32_t d = oa_vecstore_config_of(vs)->dim;
+  for (int32_t i = 0; i < d; i++)
+    if (!isfinite(query[i]))
+      return oa_error_set(err, OA_ENUMERIC, "query value at index %d is not finite", i);
+  return 0;
+}
+
+static void ctx_init(scan_ctx *c, const oa_vecstore *vs) {
+  memset(c, 0, sizeof *c);
+  c->vs = vs;
+  c->fmt = oa_vecstore_config_of(vs)->format;
+  c->mat = oa_vecstore_matrix(vs);
+  c->stride = oa_vecstore_stride(vs);
+  c->scales = oa_vecstore_scales(vs);
+  c->live = (const uint8_t *)oa_vecstore_live_bits(vs);
+  c->rows = oa_vecstore_rows(vs);
+}
+
+int oa_topn_exact(const oa_vecstore *vs, const float *query, int32_t n,
+                  const oa_filter *filter, int threads, oa_topn_result *out,
+                  oa_error *err) {
+  int rc;
+  if (n <= 0) return oa_error_set(err, OA_EINVAL, "top-N needs N >= 1, got %d", n);
+  if ((rc = check_query(vs, query, err))) return rc;
+  if (filter && oa_filter_generation(filter) != oa_vecstore_generation(vs))
+    return oa_error_set(
+        err, OA_ESTATE,
+        "the filter was compiled before the catalog changed: compile it again");
+  scan_ctx c;
+  ctx_init(&c, vs);
+  c.filter = filter;
+  int64_t live = oa_vecstore_count(vs);
+  int32_t cap = live < n ? (int32_t)live : n;
+
+  oa_pool *pool = NULL;
+  size_t bytes = (size_t)c.rows * c.stride;
+  if (threads <= 0) threads = bytes >= ((size_t)4 << 20) ? 0 : 1;
+  if (threads != 1) {
+    pool = oa_pool_shared();
+    int avail = oa_pool_threads(pool);
+    if (threads <= 0 || threads > avail) threads = avail;
+  }
+  int64_t blocks = (c.rows + OA_TOPN_BLOCK - 1) / OA_TOPN_BLOCK;
+  /* Several ranges per thread so that a thread slowed by other work on
+   * the machine does not hold the whole scan back. */
+  int64_t ntasks = threads > 1 ? 4 * (int64_t)threads : 1;
+  if (ntasks > blocks) ntasks = blocks ? blocks : 1;
+  int64_t blocks_per = (blocks + ntasks - 1) / ntasks;
+  c.per_task = (blocks_per ? blocks_per : 1) * OA_TOPN_BLOCK;
+  ntasks = c.rows ? (c.rows + c.per_task - 1) / c.per_task : 1;
+
+  c.heaps = calloc((size_t)ntasks, sizeof *c.heaps);
+  if (!c.heaps || !(c.q = pad_query(vs, query, &c.nv))) goto oom;
+  for (int64_t t = 0; t < ntasks; t++) {
+    int64_t span =
+        c.rows - t * c.per_task < c.per_task ? c.rows - t * c.per_task : c.per_task;
+    if (oa_topn_heap_init(&c.heaps[t], span < cap ? (int32_t)(span > 0 ? span : 0) : cap))
+      goto oom;
+  }
+  if (c.rows) oa_pool_run(pool, (int)ntasks, threads, scan_task, &c);
+
+  /* Merge: the global top-N is inside the union of the ranges' top-Ns. */
+  oa_topn_heap all;
+  if (ntasks == 1) {
+    all = c.heaps[0];
+    memset(&c.heaps[0], 0, sizeof c.heaps[0]);
+  } else {
+    if (oa_topn_heap_init(&all, cap)) goto oom;
+    for (int64_t t = 0; t < ntasks; t++)
+      for (int32_t i = 0; i < c.heaps[t].size; i++)
+        oa_topn_heap_push(&all, c.heaps[t].scores[i], c.heaps[t].rows[i]);
+  }
+  rc = oa_topn_heap_finish(&all, out, err);
+  oa_topn_heap_free(&all);
+  goto done;
+oom:
+  rc = oa_error_set(err, OA_ENOMEM, "out of memory for a top-%d scan", n);
+done:
+  if (c.heaps)
+    for (int64_t t = 0; t < ntasks; t++)
+      oa_topn_heap_free(&c.heaps[t]);
+  free(c.heaps);
+  free((void *)c.q);
+  return rc;
+}
+
+int oa_topn_score_rows(const oa_vecstore *vs, const float *query, const int64_t *rows,
+                       int64_t row0, int64_t count, float *out, oa_error *err) {
+  int rc;
+  if ((rc = check_query(vs, query, err))) return rc;
+  scan_ctx c;
+  ctx_init(&c, vs);
+  for (int64_t i = 0; i < count; i++) {
+    int64_t r = rows ? rows[i] : row0 + i;
+    if (r < 0 || r >= c.rows)
+      return oa_error_set(err, OA_EINVAL, "row %lld is out of range (%lld rows)",
+                          (long long)r, (long long)c.rows);
+  }
+  if (!(c.q = pad_query(vs, query, &c.nv)))
+    return oa_error_set(err, OA_ENOMEM, "out of memory");
+  const uint8_t *rp[8];
+  float sc[8], s[8];
+  for (int64_t i = 0; i < count; i += 8) {
+    int m = count - i < 8 ? (int)(count - i) : 8;
+    for (int j = 0; j < 8; j++) {
+      int64_t r = rows ? rows[i + (j < m ? j : 0)] : row0 + i + (j < m ? j : 0);
+      rp[j] = c.mat + (size_t)r * c.stride;
+      sc[j] = c.scales ? c.scales[r] : 1;
+    }
+    score8(&c, rp, sc, s);
+    memcpy(out + i, s, (size_t)m * sizeof *s);
+  }
+  free((void *)c.q);
+  return 0;
+}
