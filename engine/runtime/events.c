@@ -42,7 +42,7 @@ struct oa__events {
   int32_t cap, head, span, live; /* live events are in [head, head + span) */
   oa_strmap index;               /* id -> ring position */
   char **closed;                 /* ring of recently closed ids */
-  int32_t closed_next;
+  int32_t closed_next, closed_count; /* closed_count: slots ever filled */
   oa_strmap closed_index;
   oa_event_config cfg;
   double (*clock)(void *);
@@ -91,7 +91,7 @@ static void event_clear(oa__event *ev) {
 }
 
 static void forget_closed(oa__events *t) {
-  for (int32_t i = 0; i < t->cap; i++)
+  for (int32_t i = 0; i < t->closed_count; i++)
     free(t->closed ? t->closed[i] : NULL);
   free(t->closed);
   t->closed = NULL;
@@ -118,8 +118,8 @@ oa__events *oa__events_new(oa_engine *e, oa_error *err) {
 
 void oa__events_free(oa__events *t) {
   if (!t) return;
-  for (int32_t i = 0; i < t->cap; i++)
-    event_clear(&t->ring[i]);
+  for (int32_t k = 0; k < t->span; k++) /* only the span can hold events */
+    event_clear(&t->ring[(t->head + k) % t->cap]);
   free(t->ring);
   oa_strmap_free(&t->index);
   forget_closed(t);
@@ -143,7 +143,7 @@ int oa__events_set_capacity(oa__events *t, int32_t capacity, oa_error *err) {
   free(t->ring);
   t->ring = ring;
   t->closed = closed;
-  t->closed_next = 0;
+  t->closed_next = t->closed_count = 0;
   t->cap = capacity;
   t->head = t->span = 0;
   return 0;
@@ -165,6 +165,7 @@ static void remember_closed(oa__events *t, const char *id) {
     *slot = NULL;
   }
   t->closed_next = (t->closed_next + 1) % t->cap;
+  if (t->closed_count < t->cap) t->closed_count++;
 }
 
 /* Advance head over empty slots so span covers only what is still needed. */
