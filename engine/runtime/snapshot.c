@@ -65,35 +65,33 @@ static int fsync_dir(const char *dir) {
   return rc;
 }
 
-int oa_snapshot_save(oa_engine *e, const char *dir, const char *app_version,
-                     oa_error *err) {
+int oa_snapshot_build(oa_engine *e, const char *app_version, oa_buf *out, oa_error *err) {
+  oa_buf_init(out);
+  int rc = build_payload(e, app_version, out, err);
+  if (rc) oa_buf_free(out);
+  return rc;
+}
+
+int oa_snapshot_write_file(const char *dir, const oa_buf *payload, oa_error *err) {
   if (mkdir(dir, 0755) && errno != EEXIST)
     return oa_error_set(err, OA_EIO, "cannot create data directory '%s': %s", dir,
                         strerror(errno));
-  oa_buf payload;
-  oa_buf_init(&payload);
-  int rc = build_payload(e, app_version, &payload, err);
-  if (rc) {
-    oa_buf_free(&payload);
-    return rc;
-  }
   char tmp[4096], cur[4096], prev[4096];
   snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, OA_SNAPSHOT_FILE);
   snprintf(cur, sizeof cur, "%s/%s", dir, OA_SNAPSHOT_FILE);
   snprintf(prev, sizeof prev, "%s/%s", dir, OA_SNAPSHOT_PREV);
   uint8_t header[HEADER_BYTES];
   uint32_t version = SNAPSHOT_VERSION;
-  uint64_t len = payload.len, sum = XXH64(payload.data, payload.len, 0);
+  uint64_t len = payload->len, sum = XXH64(payload->data, payload->len, 0);
   memcpy(header, SNAPSHOT_MAGIC, 8);
   memcpy(header + 8, &version, 4);
   memcpy(header + 12, &len, 8);
   memcpy(header + 20, &sum, 8);
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   int ok = fd >= 0 && !write_all(fd, header, sizeof header) &&
-           !write_all(fd, payload.data, payload.len) && !fsync(fd);
+           !write_all(fd, payload->data, payload->len) && !fsync(fd);
   int saved_errno = errno;
   if (fd >= 0) ok = !close(fd) && ok;
-  oa_buf_free(&payload);
   if (!ok) {
     unlink(tmp);
     return oa_error_set(err, OA_EIO, "cannot write snapshot '%s': %s", tmp,
@@ -108,6 +106,16 @@ int oa_snapshot_save(oa_engine *e, const char *dir, const char *app_version,
                         strerror(errno));
   fsync_dir(dir);
   return 0;
+}
+
+int oa_snapshot_save(oa_engine *e, const char *dir, const char *app_version,
+                     oa_error *err) {
+  oa_buf payload;
+  int rc = oa_snapshot_build(e, app_version, &payload, err);
+  if (rc) return rc;
+  rc = oa_snapshot_write_file(dir, &payload, err);
+  oa_buf_free(&payload);
+  return rc;
 }
 
 /* Reads and verifies one snapshot file; the payload is malloc'ed. */
