@@ -8,6 +8,7 @@ int cli_version(int argc, char **argv);
 int cli_simulate(int argc, char **argv);
 int cli_cbify(int argc, char **argv);
 int cli_serve(int argc, char **argv);
+int cli_catalog(int argc, char **argv);
 
 /* Runs require(module).main(args) in a new Lua state (lua_host.c), args
  * being argv[0..argc). Returns main's integer result (0 when it returns

@@ -13,6 +13,7 @@ static const struct {
     {"simulate", cli_simulate, "run an app against simulated users"},
     {"cbify", cli_cbify, "evaluate a policy on a multiclass data set (supervised to bandit)"},
     {"serve", cli_serve, "serve an app over HTTP"},
+    {"catalog", cli_catalog, "vector catalogs: load from CSV, describe a file"},
 };
 
 static void usage(FILE *out) {
