@@ -35,6 +35,12 @@ typedef struct oa_snapshot_report {
 /* Writes a snapshot of e into dir (created if missing). */
 int oa_snapshot_save(oa_engine *e, const char *dir, const char *app_version,
                      oa_error *err);
+/* The two halves, so a server can build on its loop thread (a consistent
+ * copy between requests) and write + fsync on a worker thread: build fills
+ * out with the payload; write_file needs nothing but the bytes and the
+ * directory, and is safe on any thread. */
+int oa_snapshot_build(oa_engine *e, const char *app_version, oa_buf *out, oa_error *err);
+int oa_snapshot_write_file(const char *dir, const oa_buf *payload, oa_error *err);
 /* Restores the newest good snapshot in dir into e (0 with report->file ""
  * when there is none). */
 int oa_snapshot_restore(oa_engine *e, const char *dir, oa_snapshot_report *report,
