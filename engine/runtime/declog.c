@@ -84,6 +84,7 @@ static void put_json_string(oa_buf *b, const char *s) {
 
 static void put_number(oa_buf *b, double v) {
   char num[32];
+  if (v == 0) v = 0; /* no "-0" */
   snprintf(num, sizeof num, "%.17g", v);
   put_text(b, num);
 }
