@@ -8,8 +8,13 @@
  * of every policy alive exactly as long as the policy, and lets
  * remove_policy and close mark model handles GONE so they never dangle.
  * Every call that can reach Lua callbacks records its thread with
- * oa__lua_enter, and raises only after oa__lua_leave. */
+ * oa__lua_enter, and raises only after oa__lua_leave.
+ *
+ * An engine userdata either owns its engine (oa.engine{}) or borrows one
+ * that C owns (oa_lua_push_engine with owned = 0, see onearm_lua.h): the
+ * finalizer of a borrowed one detaches the Lua side and frees nothing. */
 #include "lua_onearm.h"
+#include "onearm_lua.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -20,7 +25,8 @@
 #include "runtime/engine.h"
 
 typedef struct oa_lua_engine {
-  oa_engine *e; /* owned; NULL once closed */
+  oa_engine *e; /* NULL once closed */
+  int owned;    /* 1: freed with the userdata; 0: borrowed from C */
 } oa_lua_engine;
 
 static oa_lua_engine *checkengine(lua_State *L, int idx) {
@@ -55,6 +61,7 @@ static int e_finalize(lua_State *L) {
   lua_pop(L, 1);
   oa_engine *eng = e->e;
   e->e = NULL;
+  if (!e->owned) return 0;            /* borrowed: C keeps the engine and its policies */
   lua_State *prev = oa__lua_enter(L); /* Lua models unref their tables */
   oa_engine_free(eng);
   oa__lua_leave(prev);
@@ -75,6 +82,7 @@ static int l_engine(lua_State *L) {
   lua_Integer cap = oa__lua_optint(L, 1, fn, "event_capacity", 100000, 1, 1 << 26);
   oa_lua_engine *e = lua_newuserdatauv(L, sizeof *e, 1);
   e->e = NULL;
+  e->owned = 1;
   luaL_setmetatable(L, OA_LUA_ENGINE);
   lua_newtable(L);
   lua_setiuservalue(L, -2, 1);
@@ -204,6 +212,22 @@ static int explore_cb(void *ud, oa_policy *p, const oa_explore_input *in,
   return rc == LUA_OK ? 0 : OA_ESCRIPT;
 }
 
+/* [-0, +1, m] a new explorer userdata for the function at fidx. */
+static lua_explorer *newexplorer(lua_State *L, int fidx) {
+  fidx = lua_absindex(L, fidx);
+  lua_explorer *x = lua_newuserdatauv(L, sizeof *x, 0);
+  x->live = 0;
+  luaL_setmetatable(L, OA_LUA_EXPLORER);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  x->main = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  x->registry = oa__lua_registry(L);
+  lua_pushvalue(L, fidx);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, x);
+  x->live = 1;
+  return x;
+}
+
 /* ---- policies ---- */
 
 /* [-0, +0, e] eng:add_policy(name, {features=, model=, explore="ucb"|fn, epsilon=, ...})
@@ -237,16 +261,7 @@ static int l_add_policy(lua_State *L) {
   lua_explorer *x = NULL;
   if (t == LUA_TFUNCTION) {
     spec.explore = OA_EXPLORE_CUSTOM;
-    x = lua_newuserdatauv(L, sizeof *x, 0); /* 7 */
-    x->live = 0;
-    luaL_setmetatable(L, OA_LUA_EXPLORER);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
-    x->main = lua_tothread(L, -1);
-    lua_pop(L, 1);
-    x->registry = oa__lua_registry(L);
-    lua_pushvalue(L, 6);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, x);
-    x->live = 1;
+    x = newexplorer(L, 6); /* 7 */
     spec.custom_explore = explore_cb;
     spec.custom_ud = x;
   } else if (t == LUA_TSTRING) {
@@ -295,6 +310,56 @@ static int l_remove_policy(lua_State *L) {
   lua_pop(L, 1);
   lua_pushnil(L);
   lua_setfield(L, 3, name);
+  return 0;
+}
+
+/* [-0, +0, e] eng:set_explorer(name, explore [, params]): explore is an
+ * explorer name, a Lua function or nil (greedy); params a table of explorer
+ * parameters (missing ones: the defaults), or nil to keep the current ones.
+ * The model and its learned state stay: this is what a reload changes in a
+ * policy it keeps. The Lua function is anchored in this userdata's policy
+ * table, so the state that made this call must outlive the explorer. */
+static int l_set_explorer(lua_State *L) {
+  const char *fn = "set_explorer";
+  lua_settop(L, 4);
+  oa_lua_engine *e = checkengine(L, 1);
+  oa_policy *p = checkpolicy(L, e, 2, fn);
+  const char *name = oa_policy_name(p);
+  oa_explore_params params = oa_policy_params(p);
+  if (!lua_isnil(L, 4)) {
+    luaL_checktype(L, 4, LUA_TTABLE);
+    oa__lua_checkkeys(L, 4, fn, param_keys);
+    params = oa_explore_defaults();
+    readparams(L, 4, fn, &params);
+  }
+  oa_explore_kind kind = OA_EXPLORE_GREEDY;
+  lua_explorer *x = NULL;
+  int t = lua_type(L, 3);
+  if (t == LUA_TFUNCTION)
+    x = newexplorer(L, 3); /* 5 */
+  else if (t == LUA_TSTRING)
+    kind = checkkind(L, fn, lua_tostring(L, 3));
+  else if (t != LUA_TNIL)
+    return luaL_error(L, "%s: 'explore' must be an explorer name or a function", fn);
+  lua_getiuservalue(L, 1, 1); /* policies */
+  int entries = lua_gettop(L);
+  if (lua_getfield(L, entries, name) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 2);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, entries, name);
+  }
+  int entry = lua_gettop(L);
+  lua_getfield(L, entry, "explorer"); /* the previous one stays alive until replaced */
+  oa_error err = {0};
+  int rc = x ? oa_policy_set_explorer(p, OA_EXPLORE_CUSTOM, &params, explore_cb, x, &err)
+             : oa_policy_set_explorer(p, kind, &params, NULL, NULL, &err);
+  if (rc) return oa__lua_fail(L, fn, &err);
+  if (x)
+    lua_pushvalue(L, 5);
+  else
+    lua_pushnil(L);
+  lua_setfield(L, entry, "explorer");
   return 0;
 }
 
@@ -665,6 +730,7 @@ static int l_explore(lua_State *L) {
 
 static const luaL_Reg engine_methods[] = {{"add_policy", l_add_policy},
                                           {"remove_policy", l_remove_policy},
+                                          {"set_explorer", l_set_explorer},
                                           {"policies", l_policies},
                                           {"decide", l_decide},
                                           {"learn", l_learn},
@@ -708,4 +774,24 @@ void oa__lua_open_engine(lua_State *L) {
   lua_setfield(L, -2, "engine");
   lua_pushcfunction(L, l_explore);
   lua_setfield(L, -2, "explore");
+}
+
+/* ---- engines owned by C ---- */
+
+void oa_lua_push_engine(lua_State *L, oa_engine *eng, int owned) {
+  if (luaL_getmetatable(L, OA_LUA_ENGINE) == LUA_TNIL) {
+    luaL_requiref(L, "onearm.core", luaopen_onearm_core, 0);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  oa_lua_engine *e = lua_newuserdatauv(L, sizeof *e, 1);
+  e->e = eng;
+  e->owned = owned != 0;
+  luaL_setmetatable(L, OA_LUA_ENGINE);
+  lua_newtable(L);
+  lua_setiuservalue(L, -2, 1);
+}
+
+oa_engine *oa_lua_check_engine(lua_State *L, int idx) {
+  return checkengine(L, idx)->e;
 }

@@ -1,6 +1,8 @@
-/* `onearm serve APP.lua`: load the app, serve its engine over HTTP on one
- * libuv loop, stop gracefully on SIGINT/SIGTERM (stop accepting, finish
- * requests in flight, exit 0).
+/* `onearm serve APP.lua`: create the engine, load the app into it, serve it
+ * over HTTP on one libuv loop, reload the app on SIGHUP and when one of its
+ * files changes (POST /v1/admin/reload too, through the API), stop
+ * gracefully on SIGINT/SIGTERM (stop accepting, finish requests in flight,
+ * exit 0).
  *
  * The loop belongs to this command: it creates it, runs it and closes it.
  * Everything else (HTTP layer, API) only registers handles on it. */
@@ -12,15 +14,21 @@
 #include <uv.h>
 
 #include "cli/cli.h"
+#include "core/error.h"
 #include "server/api.h"
 #include "server/app.h"
 #include "server/http.h"
 
+#define MAX_WATCH 16
+
 typedef struct serve_state {
   uv_loop_t loop;
-  uv_signal_t sigint, sigterm;
-  uv_timer_t expire;
+  uv_signal_t sigint, sigterm, sighup;
+  uv_timer_t expire, debounce;
+  uv_fs_event_t watch[MAX_WATCH]; /* the folders of the app's files */
+  int nwatch;
   oa_http_server *http;
+  oa_server_app *app;
   int stopping;
 } serve_state;
 
@@ -76,16 +84,85 @@ static int make_dirs(const char *path) {
   return 0;
 }
 
+static void unwatch(serve_state *st) {
+  for (int i = 0; i < st->nwatch; i++)
+    uv_close((uv_handle_t *)&st->watch[i], NULL);
+  st->nwatch = 0;
+}
+
 static void on_stopped(oa_http_server *s, void *ud) {
   serve_state *st = ud;
   uv_close((uv_handle_t *)&st->sigint, NULL);
   uv_close((uv_handle_t *)&st->sigterm, NULL);
+  uv_close((uv_handle_t *)&st->sighup, NULL);
   uv_close((uv_handle_t *)&st->expire, NULL);
+  uv_close((uv_handle_t *)&st->debounce, NULL);
+  unwatch(st);
+}
+
+static void watch_files(serve_state *st);
+static void on_debounce(uv_timer_t *t);
+
+/* A change under a watched folder to one of the app's files: reload once
+ * the writes have settled (editors write in several steps). */
+static void on_fs_event(uv_fs_event_t *h, const char *name, int events, int status) {
+  serve_state *st = h->data;
+  if (status || !name || st->stopping) return;
+  int32_t n = oa_server_app_file_count(st->app);
+  for (int32_t i = 0; i < n; i++) {
+    const char *f = oa_server_app_file(st->app, i);
+    const char *base = strrchr(f, '/');
+    if (!strcmp(base ? base + 1 : f, name)) {
+      uv_timer_start(&st->debounce, on_debounce, 100, 0);
+      break;
+    }
+  }
+}
+
+static void reload(serve_state *st) {
+  oa_error err = {0};
+  if (!oa_server_app_reload(st->app, &err)) {
+    unwatch(st); /* the new version may load other files */
+    watch_files(st);
+  }
+}
+
+static void on_debounce(uv_timer_t *t) {
+  reload(t->data);
+}
+
+static void watch_files(serve_state *st) {
+  int32_t n = oa_server_app_file_count(st->app);
+  char dirs[MAX_WATCH][4096];
+  for (int32_t i = 0; i < n && st->nwatch < MAX_WATCH; i++) {
+    const char *f = oa_server_app_file(st->app, i);
+    const char *slash = strrchr(f, '/');
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - f) : 1, slash ? f : ".");
+    int seen = 0;
+    for (int k = 0; k < st->nwatch; k++)
+      seen |= !strcmp(dirs[k], dir);
+    if (seen) continue;
+    uv_fs_event_t *w = &st->watch[st->nwatch];
+    uv_fs_event_init(&st->loop, w);
+    w->data = st;
+    if (uv_fs_event_start(w, on_fs_event, dir, 0)) {
+      uv_close((uv_handle_t *)w, NULL);
+      continue;
+    }
+    snprintf(dirs[st->nwatch], sizeof dirs[0], "%s", dir);
+    st->nwatch++;
+  }
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
   serve_state *st = h->data;
   if (st->stopping) return;
+  if (signum == SIGHUP) {
+    fprintf(stderr, "onearm: SIGHUP, reloading\n");
+    reload(st);
+    return;
+  }
   st->stopping = 1;
   fprintf(stderr, "onearm: %s, stopping\n", signum == SIGINT ? "SIGINT" : "SIGTERM");
   oa_http_server_stop(st->http, on_stopped, st);
@@ -94,7 +171,9 @@ static void on_signal(uv_signal_t *h, int signum) {
 /* Events whose reward wait has passed close on this timer, between
  * requests. */
 static void on_expire(uv_timer_t *t) {
-  oa_engine_expire(t->data);
+  serve_state *st = t->data;
+  oa_server_app_budget_reset(st->app); /* closing events may run Lua models */
+  oa_engine_expire(oa_server_app_engine(st->app));
 }
 
 int cli_serve(int argc, char **argv) {
@@ -142,14 +221,18 @@ int cli_serve(int argc, char **argv) {
   }
 
   oa_error err = {0};
-  oa_server_app *app = oa_server_app_load(app_path, NULL, &err);
+  oa_engine *engine = oa_engine_new(0, &err);
+  oa_server_app *app = engine ? oa_server_app_load(engine, app_path, NULL, &err) : NULL;
   if (!app) {
     fprintf(stderr, "onearm serve: %s\n", err.message);
+    oa_engine_free(engine);
     return 1;
   }
   oa_api_app desc;
   oa_server_app_describe(app, &desc);
   desc.admin_token = token;
+  desc.admin_loopback =
+      !strcmp(host, "127.0.0.1") || !strcmp(host, "::1") || !strcmp(host, "localhost");
   oa_api *api = oa_api_new(&desc, &err);
   serve_state st;
   memset(&st, 0, sizeof st);
@@ -159,8 +242,10 @@ int cli_serve(int argc, char **argv) {
             api ? "cannot create the event loop" : err.message);
     oa_api_free(api);
     oa_server_app_free(app);
+    oa_engine_free(engine);
     return 1;
   }
+  st.app = app;
   st.http = oa_http_server_new(&st.loop, &hcfg, oa_api_handle, api, &err);
   if (!st.http) {
     fprintf(stderr, "onearm serve: %s\n", err.message);
@@ -169,9 +254,11 @@ int cli_serve(int argc, char **argv) {
   oa_api_set_http(api, st.http);
   uv_signal_init(&st.loop, &st.sigint);
   uv_signal_init(&st.loop, &st.sigterm);
+  uv_signal_init(&st.loop, &st.sighup);
   uv_timer_init(&st.loop, &st.expire);
-  st.sigint.data = st.sigterm.data = &st;
-  st.expire.data = oa_server_app_engine(app);
+  uv_timer_init(&st.loop, &st.debounce);
+  st.sigint.data = st.sigterm.data = st.sighup.data = &st;
+  st.expire.data = st.debounce.data = &st;
   if (oa_http_server_listen(st.http, host, port, &err)) {
     fprintf(stderr, "onearm serve: %s\n", err.message);
     st.stopping = 1;
@@ -181,6 +268,8 @@ int cli_serve(int argc, char **argv) {
   }
   uv_signal_start(&st.sigint, on_signal, SIGINT);
   uv_signal_start(&st.sigterm, on_signal, SIGTERM);
+  uv_signal_start(&st.sighup, on_signal, SIGHUP);
+  watch_files(&st);
   uv_timer_start(&st.expire, on_expire, 250, 250);
   fprintf(stderr, "onearm serving %s on http://%s%s%s:%d\n", app_path,
           strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "",
@@ -196,5 +285,6 @@ done:
   }
   oa_api_free(api);
   oa_server_app_free(app);
+  oa_engine_free(engine);
   return rc;
 }

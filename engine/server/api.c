@@ -35,6 +35,7 @@ enum route {
   R_P_RANK,
   R_P_REWARD,
   R_P_ACTIVATE,
+  R_ADMIN_RELOAD,
   R_OTHER,
   R_COUNT
 };
@@ -51,6 +52,7 @@ static const char *const route_names[R_COUNT] = {"rank",
                                                  "personalizer_rank",
                                                  "personalizer_reward",
                                                  "personalizer_activate",
+                                                 "admin_reload",
                                                  "other"};
 
 /* Latency buckets in seconds: the target is well under a millisecond. */
@@ -77,6 +79,9 @@ struct oa_api {
   char *default_policy, *version, *admin_token;
   oa_api_reward_fn reward;
   void *reward_ud;
+  const oa_api_hooks *hooks;
+  void *hooks_ud;
+  int admin_loopback;
   oa_http_server *http;
   oa_json_parser *parser;
   oa_json_arena arena;
@@ -89,6 +94,7 @@ typedef struct call {
   const oa_http_request *req;
   oa_http_response *res;
   json_object *doc;
+  json_object *extra; /* another document released with the request */
   oa_error err;
 } call;
 
@@ -110,6 +116,9 @@ oa_api *oa_api_new(const oa_api_app *app, oa_error *err) {
   api->engine = app->engine;
   api->reward = app->reward;
   api->reward_ud = app->reward_ud;
+  api->hooks = app->hooks;
+  api->hooks_ud = app->hooks_ud;
+  api->admin_loopback = app->admin_loopback;
   oa_json_arena_init(&api->arena);
   api->default_policy = app->default_policy ? dup_str(app->default_policy) : NULL;
   api->version = dup_str(app->version);
@@ -139,6 +148,27 @@ void oa_api_free(oa_api *api) {
 
 void oa_api_set_http(oa_api *api, oa_http_server *http) {
   api->http = http;
+}
+
+/* The app's version and default policy now (they change on a reload). */
+static const char *cur_version(const oa_api *api) {
+  const char *v = api->hooks && api->hooks->version ? api->hooks->version(api->hooks_ud)
+                                                    : api->version;
+  return v ? v : "";
+}
+
+static const char *cur_default_policy(const oa_api *api) {
+  if (api->hooks && api->hooks->default_policy)
+    return api->hooks->default_policy(api->hooks_ud);
+  return api->default_policy;
+}
+
+static void hooks_enter(oa_api *api) {
+  if (api->hooks && api->hooks->enter) api->hooks->enter(api->hooks_ud);
+}
+
+static void hooks_leave(oa_api *api) {
+  if (api->hooks && api->hooks->leave) api->hooks->leave(api->hooks_ud);
 }
 
 /* ---- replies ---- */
@@ -274,8 +304,8 @@ static oa_policy *find_policy(call *c, json_object *name_v) {
       return NULL;
     }
     name = json_object_get_string(name_v);
-  } else if (api->default_policy) {
-    name = api->default_policy;
+  } else if (cur_default_policy(api)) {
+    name = cur_default_policy(api);
   }
   oa_policy *p =
       name ? oa_engine_policy(api->engine, name) : oa_engine_policy_at(api->engine, 0);
@@ -333,7 +363,7 @@ static int excluded(json_object *ex, const char *id, size_t len) {
   return 0;
 }
 
-static void do_rank(call *c, int personalizer) {
+static void rank_body(call *c, int personalizer) {
   oa_api *api = c->api;
   if (parse_object(c)) return;
   json_object *doc = c->doc;
@@ -386,8 +416,49 @@ static void do_rank(call *c, int personalizer) {
                 personalizer ? "an array of objects" : "an object");
     return;
   }
+  int ctx_list = personalizer;
+  json_object *hooked = NULL; /* the context the app's rank hook made */
+  if (api->hooks && api->hooks->rank) {
+    json_object *merged = NULL;
+    if (ctx && personalizer) { /* the hook sees one object */
+      merged = json_object_new_object();
+      if (!merged) {
+        reply_error(c, 503, "Unavailable", "out of memory");
+        return;
+      }
+      for (size_t i = 0; i < json_object_array_length(ctx); i++) {
+        json_object *part = json_object_array_get_idx(ctx, i);
+        if (!is_type(part, json_type_object)) continue;
+        json_object_object_foreach(part, k, v) {
+          json_object_object_add(merged, k, json_object_get(v));
+        }
+      }
+    }
+    int rc = api->hooks->rank(api->hooks_ud, p, merged ? merged : ctx, &hooked, &c->err);
+    if (merged) json_object_put(merged);
+    if (rc) {
+      if (hooked) json_object_put(hooked);
+      reply_oa(c, &c->err);
+      return;
+    }
+    if (hooked) {
+      if (!is_type(hooked, json_type_object)) {
+        json_object_put(hooked);
+        reply_error(c, 500, "ScriptError", "the context hook must return a table");
+        return;
+      }
+      ctx = hooked;
+      ctx_list = 0;
+    } else if (merged) {
+      ctx_list = 1;
+    }
+  }
   oa_value *ctx_values;
-  if (side_values(c, fs, OA_SIDE_CONTEXT, ctx, personalizer, &ctx_values, "context")) {
+  int vrc = side_values(c, fs, OA_SIDE_CONTEXT, ctx, ctx_list, &ctx_values, "context");
+  /* The values borrow strings from the context document: keep it until the
+   * request ends (released with the request's document). */
+  if (hooked) c->extra = hooked;
+  if (vrc) {
     reply_oa(c, &c->err);
     return;
   }
@@ -521,7 +592,7 @@ static void do_rank(call *c, int personalizer) {
     put(b, "],\"policy\":");
     put_str(b, oa_policy_name(p));
     put(b, ",\"appVersion\":");
-    put_str(b, api->version);
+    put_str(b, cur_version(api));
     put(b, "}");
   } else {
     put(b, "],\"eventId\":");
@@ -530,6 +601,14 @@ static void do_rank(call *c, int personalizer) {
     oa_json_put_str(b, ids[d.chosen], lens[d.chosen]);
     put(b, "}");
   }
+}
+
+/* A rank request; the app's hooks and the engine calls (which may run Lua)
+ * are bracketed by enter/leave. */
+static void do_rank(call *c, int personalizer) {
+  hooks_enter(c->api);
+  rank_body(c, personalizer);
+  hooks_leave(c->api);
 }
 
 /* ---- reward and activation ---- */
@@ -546,7 +625,7 @@ static void event_error(call *c, const char *event_id) {
     reply_oa(c, &c->err);
 }
 
-static void do_reward(call *c, const char *event_id, int personalizer) {
+static void reward_body(call *c, const char *event_id, int personalizer) {
   oa_api *api = c->api;
   if (parse_object(c)) return;
   json_object *value = member(c->doc, "value");
@@ -588,7 +667,13 @@ static void do_reward(call *c, const char *event_id, int personalizer) {
       return;
     }
   }
-  if (oa_engine_reward(api->engine, event_id, r, &c->err)) {
+  double kept = r;
+  if (api->hooks && api->hooks->combine &&
+      api->hooks->combine(api->hooks_ud, event_id, r, &kept, &c->err)) {
+    reply_oa(c, &c->err);
+    return;
+  }
+  if (oa_engine_reward(api->engine, event_id, kept, &c->err)) {
     event_error(c, event_id);
     return;
   }
@@ -601,7 +686,15 @@ static void do_reward(call *c, const char *event_id, int personalizer) {
   put_str(b, event_id);
   put(b, ",\"reward\":");
   oa_json_put_num(b, r);
+  put(b, ",\"appVersion\":");
+  put_str(b, cur_version(api));
   put(b, "}");
+}
+
+static void do_reward(call *c, const char *event_id, int personalizer) {
+  hooks_enter(c->api);
+  reward_body(c, event_id, personalizer);
+  hooks_leave(c->api);
 }
 
 static void do_activate(call *c, const char *event_id) {
@@ -727,6 +820,32 @@ static void do_actions_batch(call *c) {
   put(b, "}");
 }
 
+/* ---- admin ---- */
+
+static void do_admin_reload(call *c) {
+  oa_api *api = c->api;
+  if (!api->hooks || !api->hooks->reload) {
+    reply_error(c, 404, "NotFound", "this server has no app to reload");
+    return;
+  }
+  if (!api->admin_token && !api->admin_loopback) {
+    reply_error(c, 403, "Forbidden",
+                "reload needs an admin token when the server listens beyond loopback");
+    return;
+  }
+  if (!admin_ok(c)) return;
+  if (api->hooks->reload(api->hooks_ud, &c->err)) {
+    reply_error(c, 422, "ReloadFailed", "%s", c->err.message);
+    return;
+  }
+  oa_buf *b = c->res->body;
+  put(b, "{\"reloaded\":true,\"appVersion\":");
+  put_str(b, cur_version(api));
+  put(b, ",\"policies\":");
+  oa_json_put_int(b, oa_engine_policy_count(api->engine));
+  put(b, "}");
+}
+
 /* ---- policies, health ---- */
 
 static void put_policy(call *c, oa_policy *p) {
@@ -762,7 +881,7 @@ static void put_policy(call *c, oa_policy *p) {
   put(b, ",\"draws\":");
   oa_json_put_int(b, ep.draws);
   put(b, "},\"appVersion\":");
-  put_str(b, c->api->version);
+  put_str(b, cur_version(c->api));
   put(b, "}");
 }
 
@@ -775,7 +894,7 @@ static void do_policies(call *c) {
     put_policy(c, oa_engine_policy_at(c->api->engine, i));
   }
   put(b, "],\"appVersion\":");
-  put_str(b, c->api->version);
+  put_str(b, cur_version(c->api));
   put(b, "}");
 }
 
@@ -791,7 +910,7 @@ static void do_policy(call *c, const char *name) {
 static void do_healthz(call *c) {
   oa_buf *b = c->res->body;
   put(b, "{\"status\":\"ok\",\"appVersion\":");
-  put_str(b, c->api->version);
+  put_str(b, cur_version(c->api));
   put(b, ",\"policies\":");
   oa_json_put_int(b, oa_engine_policy_count(c->api->engine));
   put(b, ",\"pendingEvents\":");
@@ -940,6 +1059,7 @@ static void do_metrics(call *c) {
   put(b, "onearm_catalog_actions ");
   oa_json_put_int(b, oa_catalog_count(oa_engine_catalog(api->engine)));
   put(b, "\n");
+  if (api->hooks && api->hooks->metrics) api->hooks->metrics(api->hooks_ud, b);
   if (api->http) {
     oa_http_stats st = oa_http_server_stats(api->http);
     static const char *const hm[5][3] = {
@@ -1056,6 +1176,10 @@ static enum route dispatch(call *c) {
       do_policy(c, id);
     return R_POLICY;
   }
+  if (path_is(r, "/v1/admin/reload")) {
+    if (method_ok(c, M_POST)) do_admin_reload(c);
+    return R_ADMIN_RELOAD;
+  }
   if (path_is(r, "/healthz")) {
     if (method_ok(c, M_GET)) do_healthz(c);
     return R_HEALTHZ;
@@ -1072,11 +1196,12 @@ static enum route dispatch(call *c) {
 void oa_api_handle(void *ud, const oa_http_request *req, oa_http_response *res) {
   oa_api *api = ud;
   uint64_t t0 = uv_hrtime();
-  call c = {.api = api, .req = req, .res = res, .doc = NULL};
+  call c = {.api = api, .req = req, .res = res, .doc = NULL, .extra = NULL};
   c.err.code = 0;
   c.err.message[0] = 0;
   oa_json_arena_reset(&api->arena);
   enum route r = dispatch(&c);
   if (c.doc) json_object_put(c.doc);
+  if (c.extra) json_object_put(c.extra);
   record(api, r, res->status, (double)(uv_hrtime() - t0) * 1e-9);
 }

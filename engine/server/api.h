@@ -15,8 +15,20 @@
  *   GET    /v1/policies, /v1/policies/{name}
  *   GET    /healthz, /metrics
  *   POST   /personalizer/v1.0/rank, .../events/{eventId}/reward, .../activate
+ *   POST   /v1/admin/reload                     reload the app (admin)
  * "admin" routes need the admin token (Authorization: Bearer T or
- * X-Admin-Token: T) when one is configured.
+ * X-Admin-Token: T) when one is configured. Without a token, the catalog
+ * routes are open and the reload route is allowed only when the host says
+ * it listens on loopback only (admin_loopback): the request carries no peer
+ * address yet.
+ *
+ * App hooks (oa_api_hooks, all optional) bring an app's logic in without
+ * the API knowing Lua: `rank` runs once per rank request before the
+ * decision (the context hook may replace the context; the schedule may set
+ * the policy's parameters), `combine` turns each reward into the value the
+ * engine keeps (a scripted combination), enter/leave bracket the engine
+ * calls of a request (which may run Lua explorers or models). A failing
+ * hook answers 500 ScriptError with its message and changes nothing.
  *
  * Events: a reward adds an observation (the engine combines them and closes
  * the event as the app configures); an event ranked with deferActivation
@@ -35,13 +47,41 @@ struct json_object;
 typedef int (*oa_api_reward_fn)(void *ud, struct json_object *signals, double *reward,
                                 oa_error *err);
 
+/* What an app adds to the API; ud is oa_api_app.hooks_ud. */
+typedef struct oa_api_hooks {
+  /* Before a rank decision with policy p: ctx is the request's context (a
+   * JSON object; Personalizer feature lists arrive merged into one), or
+   * NULL. May set *ctx_out to a new reference (the API releases it) that
+   * replaces the context, and may change p's parameters. */
+  int (*rank)(void *ud, oa_policy *p, struct json_object *ctx,
+              struct json_object **ctx_out, oa_error *err);
+  /* The value the engine gets for the reward r of event_id (NULL: r). */
+  int (*combine)(void *ud, const char *event_id, double r, double *out, oa_error *err);
+  /* Around the engine calls of one request (NULL: nothing). */
+  void (*enter)(void *ud);
+  void (*leave)(void *ud);
+  /* POST /v1/admin/reload (NULL: 404). 0 on success; otherwise err says
+   * why (answered 422 ReloadFailed with the message). */
+  int (*reload)(void *ud, oa_error *err);
+  /* The current app version and default policy, asked per request so they
+   * follow reloads (NULL: the copies made by oa_api_new). */
+  const char *(*version)(void *ud);
+  const char *(*default_policy)(void *ud);
+  /* Appends Prometheus lines to /metrics (NULL: none). */
+  void (*metrics)(void *ud, oa_buf *out);
+} oa_api_hooks;
+
 typedef struct oa_api_app {
   oa_engine *engine;          /* borrowed; must outlive the api */
   const char *default_policy; /* NULL: the engine's first policy */
   const char *version;        /* app version tag for responses ("" if none) */
   oa_api_reward_fn reward;    /* NULL: `signals` requests are refused (400) */
   void *reward_ud;
-  const char *admin_token; /* NULL or "": admin routes are open */
+  const char *admin_token;   /* NULL or "": admin routes are open */
+  int admin_loopback;        /* 1: the server listens on loopback only (allows the
+                                reload route without a token) */
+  const oa_api_hooks *hooks; /* NULL: none; borrowed, must outlive the api */
+  void *hooks_ud;
 } oa_api_app;
 
 typedef struct oa_api oa_api;

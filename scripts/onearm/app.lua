@@ -10,7 +10,8 @@ local App = { __name = "onearm.app" }
 App.__index = App
 
 local ALLOWED = util.set { "name", "policies", "reward", "schedule", "context", "filter",
-                           "reward_wait", "default_reward", "combine", "close", "reset" }
+                           "reward_wait", "default_reward", "combine", "close", "reset",
+                           "remove" }
 local COMBINE = util.set { "sum", "first", "last", "max" }
 local CLOSE = util.set { "first", "deadline", "activation" }
 
@@ -74,6 +75,15 @@ function app.new(spec)
       if spec.policies[n] == nil then fail("'reset' names unknown policy '" .. tostring(n) .. "'") end
     end
   end
+  if spec.remove ~= nil then
+    if type(spec.remove) ~= "table" then fail("'remove' must be a list of policy names") end
+    for _, n in ipairs(spec.remove) do
+      if type(n) ~= "string" then fail("'remove' must be a list of policy names") end
+      if spec.policies[n] ~= nil then
+        fail("'remove' names policy '" .. n .. "', which the app still declares")
+      end
+    end
+  end
   local a = setmetatable(util.copy(spec), App)
   a.reward = a.reward or default_reward_hook
   a.reward_wait = a.reward_wait or 30
@@ -93,6 +103,39 @@ function App:compose(signals)
   local r = self.reward(signals)
   if type(r) ~= "number" or r ~= r or r == math.huge or r == -math.huge then
     error("reward: the reward hook returned " .. tostring(r) .. ", expected a finite number", 2)
+  end
+  return r
+end
+
+-- A scripted combination of several rewards for one event: remembers every
+-- report of event `id` and returns combine(values so far); the host hands
+-- that to the engine, which keeps the last value it got when the event
+-- closes. Entries older than ttl seconds (now is a monotonic clock) are
+-- dropped as the table grows, so events that closed are forgotten.
+function App:combine_reward(id, value, now, ttl)
+  local p = rawget(self, "_pending")
+  if not p then
+    p = { n = 0, limit = 1024, items = {} }
+    rawset(self, "_pending", p)
+  end
+  local e = p.items[id]
+  if not e then
+    if p.n >= p.limit then
+      local n = 0
+      for k, v in pairs(p.items) do
+        if now - v.t > ttl then p.items[k] = nil else n = n + 1 end
+      end
+      p.n, p.limit = n, math.max(1024, 2 * n)
+    end
+    e = { t = now, values = {} }
+    p.items[id] = e
+    p.n = p.n + 1
+  end
+  e.values[#e.values + 1] = value
+  local r = self.combine({ table.unpack(e.values) })
+  if type(r) ~= "number" or r ~= r or r == math.huge or r == -math.huge then
+    error("combine: the combine function returned " .. tostring(r)
+      .. ", expected a finite number", 2)
   end
   return r
 end
@@ -154,18 +197,24 @@ local function scripts_dir()
 end
 
 -- The globals an app sees: the pure parts of the standard library, copied
--- so that an app cannot change them for the host. No io, no os.execute, no
--- load of bytecode, no dofile/loadfile.
+-- so that an app cannot change them for the host. No io, no os beyond the
+-- clock, no debug, no load of bytecode, no dofile/loadfile, no string.dump;
+-- getmetatable hides the string metatable (whose __index is the host's
+-- string table).
 local function sandbox(require_fn)
   local env = {}
   for _, k in ipairs { "assert", "error", "ipairs", "next", "pairs", "pcall", "select",
                        "tonumber", "tostring", "type", "xpcall", "rawequal", "rawget",
-                       "rawset", "rawlen", "setmetatable", "getmetatable", "print",
-                       "_VERSION" } do
+                       "rawset", "rawlen", "setmetatable", "print", "_VERSION" } do
     env[k] = _G[k]
   end
   for _, lib in ipairs { "string", "table", "math", "utf8", "coroutine" } do
     env[lib] = util.copy(_G[lib])
+  end
+  env.string.dump = nil
+  env.getmetatable = function(v)
+    if type(v) == "string" then return nil end
+    return getmetatable(v)
   end
   env.os = { time = os.time, clock = os.clock, date = os.date, difftime = os.difftime }
   env.load = function(chunk, name, mode, e)
@@ -184,20 +233,50 @@ local function read_file(path)
   return s
 end
 
+-- The onearm modules an app may require: the ones without side effects on
+-- the host. (onearm.app itself reads files, onearm.simulate writes them.)
+local LIBRARY = util.set { "onearm", "onearm.core", "onearm.features", "onearm.reward",
+                           "onearm.schedule", "onearm.presets", "onearm.policy",
+                           "onearm.util", "onearm.rng" }
+
+-- The `onearm` table an app sees: a copy (the app cannot change the host's),
+-- without load_app (an app does not load other apps' files).
+local function app_onearm()
+  local oa = util.copy(require "onearm")
+  oa.load_app = function() error("oa.load_app is not available inside an app", 2) end
+  return oa
+end
+
 -- A `require` for one app: the onearm library comes from the host; any
--- other module is searched in the app's folder, then in scripts/, and runs
--- in the app's sandbox.
-local function app_require(env, path_template)
+-- other module is a dotted name searched in the app's folder, then in
+-- scripts/, and runs in the app's sandbox. `sources` collects the files
+-- loaded (for the version hash and the file watcher).
+local function app_require(env, path_template, sources)
   local loaded = {}
   return function(name)
     if type(name) ~= "string" then error("require: module name must be a string", 2) end
-    if name == "onearm" or name:match("^onearm%.") then return require(name) end
+    if name == "onearm" or name:match("^onearm%.") then
+      if not LIBRARY[name] then
+        error("require: module '" .. name .. "' is not available inside an app", 2)
+      end
+      if name == "onearm" then
+        loaded.onearm = loaded.onearm or app_onearm()
+        return loaded.onearm
+      end
+      return require(name)
+    end
+    if name == "" or name:find("[^%w_%-%.]") or name:find("..", 1, true)
+        or name:sub(1, 1) == "." or name:sub(-1) == "." then
+      error("require: '" .. name .. "' is not a module name (dotted names inside the"
+        .. " app's folder or scripts/ only)", 2)
+    end
     if loaded[name] ~= nil then return loaded[name] end
     local file, err = package.searchpath(name, path_template)
     if not file then error("module '" .. name .. "' not found:" .. err, 2) end
     local src = assert(read_file(file))
     local chunk, cerr = load(src, "@" .. file, "t", env)
     if not chunk then error(cerr, 0) end
+    sources[#sources + 1] = { file = file, src = src }
     local m = chunk(name, file)
     if m == nil then m = true end
     loaded[name] = m
@@ -239,7 +318,8 @@ function app.load(path, engine, opts)
   local template = table.concat({ dir .. "/?.lua", dir .. "/?/init.lua",
                                   scripts .. "/?.lua", scripts .. "/?/init.lua" }, ";")
   local env = sandbox(nil)
-  env.require = app_require(env, template)
+  local sources = {}
+  env.require = app_require(env, template, sources)
   local chunk, cerr = load(src, "@" .. path, "t", env)
   if not chunk then error(cerr, 0) end
   local ok, result = pcall(chunk)
@@ -251,7 +331,16 @@ function app.load(path, engine, opts)
   end
   if not ok then error(locate(path, src, result), 0) end
   local a = result
-  a.path, a.dir, a.version = path, dir, app.hash(src)
+  -- The version covers the app file and every module it required while
+  -- loading; files lists them for a watcher (a module first required later,
+  -- from a hook, is in neither).
+  local all, files = { src }, { path }
+  for _, m in ipairs(sources) do
+    all[#all + 1] = m.src
+    files[#files + 1] = m.file
+  end
+  a.path, a.dir, a.version = path, dir, app.hash(table.concat(all, "\0"))
+  a.files = files
   a.engine = engine or core.engine {}
   local names = a.policies
   if opts and opts.only then
