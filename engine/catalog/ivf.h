@@ -42,15 +42,13 @@
 #include "core/buf.h"
 #include "onearm.h"
 
-/* Filters come from catalog/filter.h; declared here so that this header
- * does not depend on it. */
-typedef struct oa_filter oa_filter;
+#include "catalog/filter.h"
 
 typedef enum oa_ivf_storage { OA_IVF_F32 = 0, OA_IVF_I8 = 1 } oa_ivf_storage;
 
 typedef struct oa_ivf_config {
   int32_t nlist;       /* clusters; 0: 4 * sqrt(live rows), at most the row count */
-  int32_t train_iters; /* Lloyd iterations; < 0: 10 */
+  int32_t train_iters; /* Lloyd iterations; 0: 10 */
   uint64_t seed;       /* k-means subsample and seeding */
   oa_ivf_storage storage;
   int32_t rerank;        /* I8: re-rank rerank * n candidates exactly; 0: 4 */
@@ -74,7 +72,9 @@ typedef int (*oa_ivf_accept_fn)(void *ud, const oa_vecstore *vs, int64_t row);
  * over (I8 lists re-rank with its vectors). rows_out / scores_out receive
  * up to n rows by decreasing score (ties by row), *count how many. Returns
  * 0, OA_EINVAL (n < 1, nprobe < 1, non-finite query), OA_EDIM (the store's
- * dim differs from the index's), OA_ENOMEM. nprobe above nlist is clamped. */
+ * dim differs from the index's), OA_ESTATE (filter compiled before the
+ * store last changed), OA_ENOMEM. nprobe above nlist is clamped. The filter
+ * (filter.h) is evaluated only for rows good enough to become candidates. */
 int oa_ivf_search(const oa_ivf *ivf, const oa_vecstore *vs, const float *query, int32_t n,
                   int32_t nprobe, const oa_filter *filter, int64_t *rows_out,
                   float *scores_out, int32_t *count, oa_error *err);
