@@ -25,7 +25,8 @@ typedef struct serve_state {
   uv_loop_t loop;
   uv_signal_t sigint, sigterm, sighup;
   uv_timer_t expire, debounce;
-  uv_fs_event_t watch[MAX_WATCH]; /* the folders of the app's files */
+  uv_fs_event_t *watch[MAX_WATCH]; /* the folders of the app's files (heap: a
+                                      closing handle outlives a re-watch) */
   int nwatch;
   oa_http_server *http;
   oa_server_app *app;
@@ -84,9 +85,13 @@ static int make_dirs(const char *path) {
   return 0;
 }
 
+static void free_handle(uv_handle_t *h) {
+  free(h);
+}
+
 static void unwatch(serve_state *st) {
   for (int i = 0; i < st->nwatch; i++)
-    uv_close((uv_handle_t *)&st->watch[i], NULL);
+    uv_close((uv_handle_t *)st->watch[i], free_handle);
   st->nwatch = 0;
 }
 
@@ -143,13 +148,15 @@ static void watch_files(serve_state *st) {
     for (int k = 0; k < st->nwatch; k++)
       seen |= !strcmp(dirs[k], dir);
     if (seen) continue;
-    uv_fs_event_t *w = &st->watch[st->nwatch];
+    uv_fs_event_t *w = malloc(sizeof *w);
+    if (!w) break;
     uv_fs_event_init(&st->loop, w);
     w->data = st;
     if (uv_fs_event_start(w, on_fs_event, dir, 0)) {
-      uv_close((uv_handle_t *)w, NULL);
+      uv_close((uv_handle_t *)w, free_handle);
       continue;
     }
+    st->watch[st->nwatch] = w;
     snprintf(dirs[st->nwatch], sizeof dirs[0], "%s", dir);
     st->nwatch++;
   }

@@ -667,6 +667,8 @@ static app_state *build(oa_server_app *a, int *partial, oa_error *err) {
   return NULL;
 }
 
+static void apply_schedules(oa_server_app *a);
+
 /* The reload: build aside, then swap. */
 static int swap_in(oa_server_app *a, oa_error *err) {
   int partial;
@@ -674,6 +676,7 @@ static int swap_in(oa_server_app *a, oa_error *err) {
   if (!s) return err->code ? err->code : OA_ESCRIPT;
   app_state *old = a->cur;
   a->cur = s;
+  apply_schedules(a);
   if (old) {
     old->next = a->retired;
     a->retired = old;
@@ -968,6 +971,24 @@ int oa_server_app_reward(void *ud, json_object *signals, double *reward, oa_erro
   return ok ? 0 : hook_failed(a, err, "reward hook: expected a finite number");
 }
 
+/* The schedule for policy p: t is the number of decisions the policy made
+ * (exploration follows experience); it runs before every decision. */
+static int hook_rank_params(oa_server_app *a, oa_policy *p, oa_error *err) {
+  hook_call h = {.op = H_PARAMS,
+                 .str = oa_policy_name(p),
+                 .t = (lua_Integer)oa_policy_get_stats(p).decisions,
+                 .params = oa_policy_params(p)};
+  if (run_hook(a, &h, err)) return OA_ESCRIPT;
+  lua_pop(a->cur->L, 1);
+  if (h.has_params && oa_policy_set_params(p, &h.params, err)) {
+    oa_error_prefix(err, "schedule");
+    a->stats.script_errors++;
+    err->code = OA_ESCRIPT;
+    return OA_ESCRIPT;
+  }
+  return 0;
+}
+
 /* The schedule and the context hook, once per rank request. */
 static int hook_rank(void *ud, oa_policy *p, json_object *ctx, json_object **ctx_out,
                      oa_error *err) {
@@ -975,22 +996,7 @@ static int hook_rank(void *ud, oa_policy *p, json_object *ctx, json_object **ctx
   app_state *s = a->cur;
   lua_State *L = s->L;
   *ctx_out = NULL;
-  if (s->has_schedule) {
-    /* t is the number of decisions the policy made: exploration follows
-     * experience, and the schedule runs before every decision. */
-    hook_call h = {.op = H_PARAMS,
-                   .str = oa_policy_name(p),
-                   .t = (lua_Integer)oa_policy_get_stats(p).decisions,
-                   .params = oa_policy_params(p)};
-    if (run_hook(a, &h, err)) return OA_ESCRIPT;
-    lua_pop(L, 1);
-    if (h.has_params && oa_policy_set_params(p, &h.params, err)) {
-      oa_error_prefix(err, "schedule");
-      a->stats.script_errors++;
-      err->code = OA_ESCRIPT;
-      return OA_ESCRIPT;
-    }
-  }
+  if (s->has_schedule && hook_rank_params(a, p, err)) return OA_ESCRIPT;
   if (s->has_context) {
     hook_call h = {.op = H_PREPARE, .json = ctx};
     if (run_hook(a, &h, err)) return OA_ESCRIPT;
@@ -999,6 +1005,19 @@ static int hook_rank(void *ud, oa_policy *p, json_object *ctx, json_object **ctx
     if (!*ctx_out) return oa_error_set(err, OA_ENOMEM, "out of memory");
   }
   return 0;
+}
+
+/* A reload gives kept policies the parameters of the new app's presets:
+ * the schedule puts its own back at once, rather than at each policy's
+ * next decision. A failing schedule is reported by that decision. */
+static void apply_schedules(oa_server_app *a) {
+  if (!a->cur->has_schedule) return;
+  int32_t n = oa_engine_policy_count(a->engine);
+  for (int32_t i = 0; i < n; i++) {
+    oa_policy *p = oa_engine_policy_at(a->engine, i);
+    oa_error err = {0};
+    if (hook_rank_params(a, p, &err)) a->stats.script_errors--; /* not a request's */
+  }
 }
 
 static double monotonic_seconds(void) {
