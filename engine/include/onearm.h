@@ -70,6 +70,92 @@ typedef struct oa_field {
   oa_value value;
 } oa_field;
 
+/* ---- Embedding: a service (engine + app + HTTP) on the host's loop ----
+ *
+ * A host program that already runs libuv (a game or app server) embeds
+ * onearm through an oa_service: it loads a Lua app, restores the engine's
+ * state from the data directory, and registers its handles (HTTP listener,
+ * event-expiry, snapshot and log timers, a reload trigger, file watchers)
+ * on the loop the host passes in. It never runs or closes that loop, and
+ * closes its own handles in oa_service_stop, calling back when done.
+ * Decisions and rewards can be made in process (no HTTP, no JSON) with
+ * oa_service_decide / oa_service_reward, on the loop's thread. */
+
+struct uv_loop_s;
+
+typedef struct oa_service oa_service;
+
+typedef struct oa_service_config {
+  const char *app_path;        /* the app's Lua file (required) */
+  const char *data_dir;        /* snapshots and the decision log; NULL: "./var" */
+  const char *listen;          /* "HOST:PORT" for HTTP (port 0: any); NULL: no HTTP */
+  const char *admin_token;     /* NULL: admin routes open on loopback only */
+  double snapshot_interval;    /* seconds between snapshots (0: only at stop); default 60 */
+  size_t log_rotate_bytes;     /* decision log rotation size; 0: 64 MiB */
+  int decision_log;            /* 1 (default): write the decision log */
+  int watch_files;             /* 1 (default): reload when the app's files change */
+  int restore;                 /* 1 (default): restore the snapshot at start */
+  size_t max_body_bytes;       /* 0: 1 MiB */
+  int max_connections;         /* 0: the HTTP layer's default */
+  double idle_timeout;         /* seconds; 0: the HTTP layer's default */
+  size_t lua_memory_bytes;     /* per Lua state; 0: 256 MiB */
+  int64_t lua_instructions;    /* per hook call; 0: 10 million */
+  uint64_t seed;               /* decision randomness and event ids */
+} oa_service_config;
+
+void oa_service_config_defaults(oa_service_config *cfg);
+/* Loads the app and restores state. NULL + err when the app fails to load
+ * or the snapshot cannot be used (err names the file and the problem). */
+oa_service *oa_service_new(const oa_service_config *cfg, oa_error *err);
+/* Registers the service's handles on loop and starts listening. */
+int oa_service_start(oa_service *s, struct uv_loop_s *loop, oa_error *err);
+/* The HTTP port actually bound (after start), or -1 without HTTP. */
+int oa_service_port(const oa_service *s);
+/* Asks for a reload of the app; safe from any thread and from signal
+ * handlers' loop callbacks. The reload runs on the loop thread. */
+int oa_service_request_reload(oa_service *s);
+/* Reloads now (loop thread); 0 or the reason it was refused. */
+int oa_service_reload(oa_service *s, oa_error *err);
+/* Writes a snapshot now (loop thread, synchronous). */
+int oa_service_snapshot(oa_service *s, oa_error *err);
+
+/* One candidate of an in-process decision: features inline, or NULL to
+ * use the catalog's action with that id. */
+typedef struct oa_candidate {
+  const char *id;
+  const oa_field *features;
+  int32_t n_features;
+} oa_candidate;
+
+/* The outcome of a decision; probs/chosen_id are valid until the next
+ * decision of the same policy. */
+typedef struct oa_result {
+  char event_id[128];
+  int32_t chosen; /* index into the candidates */
+  const char *chosen_id;
+  int32_t n;
+  const double *probs;
+} oa_result;
+
+/* Decide for one context among candidates with policy (NULL: the app's
+ * first); event_id NULL: a new one. The event waits for its reward. */
+int oa_service_decide(oa_service *s, const char *policy, const char *event_id,
+                      const oa_field *context, int32_t n_context, const oa_candidate *cands,
+                      int32_t n, oa_result *out, oa_error *err);
+/* A reward for an event (combined and closed as the app says). */
+int oa_service_reward(oa_service *s, const char *event_id, double value, oa_error *err);
+/* Catalog maintenance in process. */
+int oa_service_upsert_action(oa_service *s, const char *id, const oa_field *features,
+                             int32_t n, oa_error *err);
+int oa_service_remove_action(oa_service *s, const char *id, oa_error *err);
+
+/* Stops gracefully: stop accepting, finish requests in flight, close every
+ * pending handle, write a final snapshot and flush the log; then done(s,
+ * ud) runs on the loop thread. The host keeps running its loop until then. */
+void oa_service_stop(oa_service *s, void (*done)(oa_service *s, void *ud), void *ud);
+/* Frees a stopped (or never started) service. */
+void oa_service_free(oa_service *s);
+
 #ifdef __cplusplus
 }
 #endif
