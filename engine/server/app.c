@@ -60,6 +60,7 @@ typedef struct app_state {
   char **files;
   int32_t nfiles;
   char trace[2048]; /* traceback of the last error (for the log) */
+  char where[256];  /* file:line where the budget ran out */
   struct app_state *next;
 } app_state;
 
@@ -113,10 +114,18 @@ static void count_hook(lua_State *L, lua_Debug *ar) {
     s->exhausted = 1;
     lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
     if (L != s->L) lua_sethook(s->L, count_hook, LUA_MASKCOUNT, 1);
+    /* Where the budget ran out (the running function, level 0): every
+     * later error of this call repeats it, even after a pcall caught the
+     * first one. */
+    lua_Debug d;
+    s->where[0] = 0;
+    if (lua_getstack(L, 0, &d) && lua_getinfo(L, "Sl", &d) && d.currentline > 0)
+      snprintf(s->where, sizeof s->where, "%s:%d: ", d.short_src, d.currentline);
   }
   s->hit_budget = 1;
-  luaL_error(L, "instruction budget exceeded (%I instructions per hook call)",
-             (lua_Integer)s->budget);
+  lua_pushfstring(L, "%sinstruction budget exceeded (%I instructions per hook call)",
+                  s->where, (lua_Integer)s->budget);
+  lua_error(L);
 }
 
 static void budget_reset(app_state *s) {
