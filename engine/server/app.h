@@ -57,8 +57,10 @@ void oa_server_app_free(oa_server_app *a);
 /* Reloads the app from its path (see above). 0: the new app serves, the
  * reload counter increments. Otherwise the old app keeps serving, err says
  * why (file:line for script errors), the failure counter increments and
- * the message stays available from oa_server_app_last_reload_error. Must
- * not be called from inside a hook. */
+ * the message stays available from oa_server_app_last_reload_error. Logs
+ * one line to stderr either way (plus the Lua traceback of a failure).
+ * Call it between requests (a signal or timer callback, the admin route);
+ * an old state still running a call is closed when that call returns. */
 int oa_server_app_reload(oa_server_app *a, oa_error *err);
 
 oa_engine *oa_server_app_engine(oa_server_app *a);
