@@ -1,8 +1,13 @@
 /* k-means for the coarse quantizer of approximate retrieval (ivf.h), usable
  * on any float matrix.
  *
- * Seeding is k-means++ (each new centre drawn with probability proportional
- * to the squared distance to the nearest centre so far) on a subsample;
+ * Seeding is greedy k-means++ on a subsample: each new centre is the best
+ * (lowest total squared distance afterwards) of 2 + ln k candidates drawn
+ * with probability proportional to the squared distance to the nearest
+ * centre so far; plain k-means++ (one candidate) often seeds two centres in
+ * one cluster and none in another, which Lloyd iterations cannot undo. For
+ * large k the candidate count shrinks so that seeding stays near a couple
+ * of seconds;
  * Lloyd iterations then run on a larger subsample, with the assignment step
  * batched through cblas_sgemm: a block of points times the centroid matrix
  * gives every inner product at once, and the L2 distance follows from
