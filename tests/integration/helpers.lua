@@ -49,9 +49,10 @@ end
 function Server:start(extra)
   local q = H.quote
   os.remove(self.rcfile)
+  os.remove(self.log) -- a restart must not read the previous run's start line
   local cmd = string.format("%s serve %s --listen 127.0.0.1:0 --data %s %s",
     q(H.bin), q(self.app), q(self.dir .. "/var"), extra or "")
-  os.execute(string.format("(%s 2>%s & echo $! > %s; wait $!; echo $? > %s) &",
+  os.execute(string.format("(%s 2>%s & echo $! > %s; wait $!; echo $? > %s) </dev/null >/dev/null 2>&1 &",
     cmd, q(self.log), q(self.pidfile), q(self.rcfile)))
   for _ = 1, 200 do
     local log = H.read(self.log) or ""

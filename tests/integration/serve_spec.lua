@@ -51,7 +51,7 @@ local function start(extra)
   os.remove(server.rcfile)
   local cmd = string.format("%s serve %s --listen 127.0.0.1:0 --data %s %s",
     quote(bin), quote(app), quote(dir .. "/var"), extra or "")
-  os.execute(string.format("(%s 2>%s & echo $! > %s; wait $!; echo $? > %s) &",
+  os.execute(string.format("(%s 2>%s & echo $! > %s; wait $!; echo $? > %s) </dev/null >/dev/null 2>&1 &",
     cmd, quote(server.log), quote(server.pidfile), quote(server.rcfile)))
   for _ = 1, 100 do
     local log = read(server.log) or ""

@@ -1,0 +1,116 @@
+-- Durable state through the real `onearm serve`: learned state, the catalog
+-- and pending events survive a stop and a restart; the decision log holds
+-- one DSJSON line per closed event; a truncated snapshot is detected and
+-- the previous good one is used; a corrupt one without a fallback stops the
+-- server with a clear message instead of loading garbage.
+local H = dofile((os.getenv("ONEARM_SOURCE_DIR") or ".") .. "/tests/integration/helpers.lua")
+local json = require "dkjson"
+
+local dir = H.tmpdir()
+local app = dir .. "/app.lua"
+local JSON = { "Content-Type: application/json" }
+
+H.write(app, [[
+local oa = require "onearm"
+local space = oa.features {
+  dim = 32,
+  context = { device = "cat" },
+  action = { style = "cat" },
+  cross = { { "device", "style" } },
+}
+return oa.app {
+  policies = { layout = oa.policy { features = space, model = oa.linucb { alpha = 0.5 } } },
+  reward = function(s) return s.clicked and 1 or 0 end,
+  reward_wait = 600,
+  close = "first",
+}
+]])
+
+local function rank(server, event_id)
+  return server:post("/v1/rank", json.encode {
+    eventId = event_id,
+    context = { device = "mobile" },
+    candidates = { "a", "b" },
+  }, JSON)
+end
+
+describe("onearm serve state", function()
+  local server = H.server(dir, app)
+  local decisions_before
+  after_each(function()
+    if server.pid and not H.read(server.rcfile) then server:stop() end
+  end)
+
+  it("learns, then writes a snapshot and the decision log when stopped", function()
+    assert(server:start("--snapshot-every 0 --no-watch"))
+    for _, id in ipairs { "a", "b" } do
+      local status = server:request("PUT", "/v1/actions/" .. id,
+        json.encode { features = { style = id == "a" and "compact" or "hero" } }, JSON)
+      assert.are.equal(201, status)
+    end
+    for i = 1, 40 do
+      local status, body = rank(server, "e" .. i)
+      assert.are.equal(200, status)
+      local s = server:post("/v1/events/e" .. i .. "/reward",
+        json.encode { signals = { clicked = body.chosen == "b" } }, JSON)
+      assert.are.equal(true, s == 200 or s == 204)
+    end
+    local status = rank(server, "left-pending")
+    assert.are.equal(200, status)
+    local _, policy = server:get("/v1/policies/layout")
+    decisions_before = policy.decisions
+    assert.are.equal(41, decisions_before)
+    assert.are.equal(0, server:signal("TERM") and 0 or 1)
+    assert.are.equal(0, server:wait(10))
+    assert.is_truthy(H.read(dir .. "/var/state.oas"))
+    local lines = 0
+    for line in io.lines(dir .. "/var/decisions.jsonl") do
+      local rec = json.decode(line)
+      assert.is_number(rec._label_probability)
+      assert.is_number(rec._label_cost)
+      assert.are.equal("layout", rec.policy)
+      assert.is_truthy(rec.EventId:match("^e%d+$"))
+      lines = lines + 1
+    end
+    assert.are.equal(40, lines)
+  end)
+
+  it("restores learned state, the catalog and pending events on restart", function()
+    assert(server:start("--snapshot-every 0 --no-watch"))
+    local _, policy = server:get("/v1/policies/layout")
+    assert.are.equal(decisions_before, policy.decisions)
+    assert.are.equal(200, (rank(server, "after-restart")))
+    local status = server:post("/v1/events/left-pending/reward",
+      json.encode { value = 1 }, JSON)
+    assert.are.equal(true, status == 200 or status == 204)
+    assert.are.equal(409, (server:post("/v1/events/left-pending/reward",
+      json.encode { value = 1 }, JSON)))
+    server:signal("TERM")
+    assert.are.equal(0, server:wait(10))
+  end)
+
+  it("falls back to the previous snapshot when the newest is truncated", function()
+    local path = dir .. "/var/state.oas"
+    local data = H.read(path)
+    H.write(path, data:sub(1, #data - 7))
+    assert(server:start("--snapshot-every 0 --no-watch"))
+    local log = H.read(server.log)
+    assert.is_truthy(log:match("unusable") and log:match("truncated"))
+    local _, policy = server:get("/v1/policies/layout")
+    assert.are.equal(decisions_before, policy.decisions) -- the first run's snapshot
+    server:signal("TERM")
+    assert.are.equal(0, server:wait(10))
+  end)
+
+  it("refuses to start on corrupt snapshots with no good fallback", function()
+    for _, name in ipairs { "state.oas", "state.prev.oas" } do
+      local path = dir .. "/var/" .. name
+      local data = H.read(path)
+      H.write(path, data:sub(1, 40) .. "garbage" .. data:sub(48))
+    end
+    local ok, log = server:start("--snapshot-every 0 --no-watch")
+    assert.is_nil(ok)
+    assert.is_truthy(log:match("checksum"))
+    assert.are.equal(1, server:wait(10))
+  end)
+end)
