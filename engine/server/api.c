@@ -82,6 +82,7 @@ struct oa_api {
   const oa_api_hooks *hooks;
   void *hooks_ud;
   int admin_loopback;
+  int log_context;
   oa_http_server *http;
   oa_json_parser *parser;
   oa_json_arena arena;
@@ -114,6 +115,7 @@ oa_api *oa_api_new(const oa_api_app *app, oa_error *err) {
   oa_api *api = calloc(1, sizeof *api);
   if (!api) goto oom;
   api->engine = app->engine;
+  api->log_context = app->log_context;
   api->reward = app->reward;
   api->reward_ud = app->reward_ud;
   api->hooks = app->hooks;
@@ -363,6 +365,52 @@ static int excluded(json_object *ex, const char *id, size_t len) {
   return 0;
 }
 
+/* The decision log's `c` (VW DSJSON): the context's fields with `_multi`,
+ * one object per candidate in candidate order (inline features, or just
+ * the id for catalog actions). A list context (Personalizer's) is kept
+ * under "contextFeatures". Failing to attach only loses log detail. */
+static void attach_context(call *c, const char *event_id, json_object *ctx, int ctx_list,
+                           json_object *acts, const char **ids, const size_t *lens,
+                           int32_t n) {
+  oa_buf b;
+  oa_buf_init(&b);
+  const char *text =
+      ctx ? json_object_to_json_string_ext(ctx, JSON_C_TO_STRING_PLAIN) : NULL;
+  if (text && ctx_list) {
+    put(&b, "{\"contextFeatures\":");
+    put(&b, text);
+    put(&b, ",");
+  } else if (text && strlen(text) > 2) {
+    oa_buf_put(&b, text, strlen(text) - 1); /* without the closing brace */
+    put(&b, ",");
+  } else {
+    put(&b, "{");
+  }
+  put(&b, "\"_multi\":[");
+  for (int32_t i = 0; i < n; i++) {
+    if (i) put(&b, ",");
+    put(&b, "{\"id\":");
+    oa_json_put_str(&b, ids[i], lens[i]);
+    json_object *f = NULL;
+    for (size_t k = 0; acts && k < json_object_array_length(acts) && !f; k++) {
+      json_object *it = json_object_array_get_idx(acts, k), *idv = member(it, "id");
+      if (idv && (size_t)json_object_get_string_len(idv) == lens[i] &&
+          !memcmp(json_object_get_string(idv), ids[i], lens[i]))
+        f = member(it, "features");
+    }
+    if (f) {
+      put(&b, ",\"features\":");
+      put(&b, json_object_to_json_string_ext(f, JSON_C_TO_STRING_PLAIN));
+    }
+    put(&b, "}");
+  }
+  put(&b, "]}");
+  oa_buf_put(&b, "", 1);
+  oa_error err;
+  if (!b.failed) oa_engine_attach(c->api->engine, event_id, (const char *)b.data, &err);
+  oa_buf_free(&b);
+}
+
 static void rank_body(call *c, int personalizer) {
   oa_api *api = c->api;
   if (parse_object(c)) return;
@@ -559,6 +607,8 @@ static void rank_body(call *c, int personalizer) {
     return;
   }
 
+  if (api->log_context) attach_context(c, d.event_id, ctx, ctx_list, acts, ids, lens, n);
+
   /* Ranking: the chosen action first, then by probability. */
   ranked *order = oa_json_arena_alloc(&api->arena, sizeof *order * (size_t)n);
   if (!order) {
@@ -672,6 +722,12 @@ static void reward_body(call *c, const char *event_id, int personalizer) {
       api->hooks->combine(api->hooks_ud, event_id, r, &kept, &c->err)) {
     reply_oa(c, &c->err);
     return;
+  }
+  if (signals && api->log_context) { /* logged with the event when it closes */
+    oa_error ignored;
+    oa_engine_add_signals(api->engine, event_id,
+                          json_object_to_json_string_ext(signals, JSON_C_TO_STRING_PLAIN),
+                          &ignored);
   }
   if (oa_engine_reward(api->engine, event_id, kept, &c->err)) {
     event_error(c, event_id);

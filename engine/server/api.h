@@ -80,6 +80,8 @@ typedef struct oa_api_app {
   const char *admin_token;   /* NULL or "": admin routes are open */
   int admin_loopback;        /* 1: the server listens on loopback only (allows the
                                 reload route without a token) */
+  int log_context; /* 1: attach each decision's context and candidates (JSON) to
+                      its event, for the decision log's `c` field */
   const oa_api_hooks *hooks; /* NULL: none; borrowed, must outlive the api */
   void *hooks_ud;
 } oa_api_app;

@@ -191,6 +191,7 @@ oa_service *oa_service_new(const oa_service_config *cfg, oa_error *err) {
   oa_server_app_describe(s->app, &desc);
   desc.admin_token = s->admin_token;
   desc.admin_loopback = s->listen && is_loopback(s->host);
+  desc.log_context = cfg->decision_log;
   if (!(s->api = oa_api_new(&desc, err))) goto fail;
   return s;
 fail:

@@ -70,6 +70,10 @@ describe("onearm serve state", function()
       assert.is_number(rec._label_cost)
       assert.are.equal("layout", rec.policy)
       assert.is_truthy(rec.EventId:match("^e%d+$"))
+      assert.are.equal("mobile", rec.c.device)
+      assert.are.equal(2, #rec.c._multi)
+      assert.are.equal("a", rec.c._multi[1].id)
+      assert.is_boolean(rec.signals[1].clicked)
       lines = lines + 1
     end
     assert.are.equal(40, lines)
