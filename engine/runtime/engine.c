@@ -11,6 +11,7 @@
 
 struct oa_engine {
   uint64_t seed, next_event;
+  uint64_t id_nonce; /* mixed into generated event ids (0: reproducible ids) */
   oa_catalog *catalog;
   oa_policy **policies;
   int32_t n_policies;
@@ -52,6 +53,10 @@ oa_catalog *oa_engine_catalog(oa_engine *e) {
 void oa_engine_replace_catalog(oa_engine *e, oa_catalog *cat) {
   oa_catalog_free(e->catalog);
   e->catalog = cat;
+}
+
+void oa_engine_set_id_nonce(oa_engine *e, uint64_t nonce) {
+  e->id_nonce = nonce;
 }
 
 oa__events *oa__engine_events(oa_engine *e) {
@@ -130,11 +135,13 @@ int oa__engine_event_id(oa_engine *e, const char *given, char out[OA_EVENT_ID_MA
     memcpy(out, given, n + 1);
     return 0;
   }
-  /* 128 bits: a per-engine counter mixed with the seed, unique per engine
-   * and unpredictable enough not to collide across engines. */
+  /* 128 bits: the seed and nonce, then a per-engine counter. With a nonce
+   * (servers draw one per process) ids never repeat across restarts; without
+   * one (simulations, tests) they are reproducible from the seed. */
   uint64_t c = e->next_event++;
-  snprintf(out, OA_EVENT_ID_MAX, "%016llx%016llx",
-           (unsigned long long)oa_mix64(e->seed ^ 0x5eed5eed5eedULL),
-           (unsigned long long)oa_mix64(c ^ oa_mix64(e->seed)));
+  snprintf(
+      out, OA_EVENT_ID_MAX, "%016llx%016llx",
+      (unsigned long long)oa_mix64(e->seed ^ 0x5eed5eed5eedULL ^ oa_mix64(e->id_nonce)),
+      (unsigned long long)oa_mix64(c ^ oa_mix64(e->seed)));
   return 0;
 }

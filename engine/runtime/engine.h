@@ -83,6 +83,10 @@ oa_catalog *oa_engine_catalog(oa_engine *e);
  * one). Policies' cached action features stay correct: catalog versions are
  * unique across catalogs. */
 void oa_engine_replace_catalog(oa_engine *e, oa_catalog *cat);
+/* Mixes nonce into generated event ids. Servers set a random one per
+ * process so ids never repeat across restarts (a restored pending event and
+ * a new one must not collide); 0 (the default) keeps ids reproducible. */
+void oa_engine_set_id_nonce(oa_engine *e, uint64_t nonce);
 /* Pending-event capacity (default 100000). When the table is full the
  * oldest event is closed early (with what it has, as on expiry) and counted
  * as evicted. */

@@ -18,8 +18,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "core/error.h"
@@ -134,6 +136,18 @@ static int make_dirs(const char *path) {
   return 0;
 }
 
+/* A random 64-bit value per process (event ids must not repeat across
+ * restarts); falls back to time and pid if the kernel has no entropy call. */
+static uint64_t process_nonce(void) {
+  uint64_t v = 0;
+  if (getrandom(&v, sizeof v, 0) != (ssize_t)sizeof v) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    v = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ ((uint64_t)getpid() << 48);
+  }
+  return v;
+}
+
 oa_service *oa_service_new(const oa_service_config *cfg, oa_error *err) {
   if (!cfg->app_path) {
     oa_error_set(err, OA_EINVAL, "a service needs an app path");
@@ -166,6 +180,7 @@ oa_service *oa_service_new(const oa_service_config *cfg, oa_error *err) {
     goto fail;
   }
   if (!(s->engine = oa_engine_new(cfg->seed, err))) goto fail;
+  oa_engine_set_id_nonce(s->engine, process_nonce());
   oa_app_limits limits = {cfg->lua_memory_bytes, cfg->lua_instructions, NULL};
   if (!(s->app = oa_server_app_load(s->engine, s->app_path, &limits, err))) goto fail;
   if (cfg->restore) {

@@ -283,6 +283,26 @@ static void rewards_combine_wait_and_default(void) {
   oa_features_release(fs);
 }
 
+static void generated_ids_repeat_only_without_a_nonce(void) {
+  oa_error err = {0};
+  oa_features *fs = user_topic_space(&err);
+  char ids[3][OA_EVENT_ID_MAX];
+  for (int run = 0; run < 3; run++) {
+    oa_engine *e = engine_with_catalog(&err);
+    if (run == 2) oa_engine_set_id_nonce(e, 0x1234);
+    oa_policy *p = add_linucb(e, fs, &err);
+    const char *cands[1] = {"v0"};
+    oa_decide_request req = {.n = 1, .ids = cands};
+    oa_decision d;
+    CHECK_OK(oa_policy_decide(p, &req, &d, &err));
+    strcpy(ids[run], d.event_id);
+    oa_engine_free(e);
+  }
+  CHECK(!strcmp(ids[0], ids[1]));
+  CHECK(strcmp(ids[0], ids[2]) != 0);
+  oa_features_release(fs);
+}
+
 int main(void) {
   RUN(learns_each_users_favourite_topic);
   RUN(same_event_id_gives_same_choice);
@@ -290,5 +310,6 @@ int main(void) {
   RUN(event_table_is_bounded);
   RUN(per_action_models_map_ids_to_arms);
   RUN(rewards_combine_wait_and_default);
+  RUN(generated_ids_repeat_only_without_a_nonce);
   return CHECK_DONE();
 }
