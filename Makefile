@@ -16,7 +16,7 @@ test: build
 	@cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
 
 run: build
-	./$(BUILD)/onearm simulate examples/reels/app.lua
+	./$(BUILD)/onearm serve examples/reels/app.lua
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "runtime/scripts_dir.h"
 
 int luaopen_onearm_core(lua_State *L);
 
@@ -128,10 +129,7 @@ static int run_main(lua_State *L) {
   return 1;
 }
 
-static const char *scripts_dir(void) {
-  const char *env = getenv("ONEARM_SCRIPTS");
-  return env && *env ? env : ONEARM_SCRIPTS_DIR;
-}
+static const char *scripts_dir(void) { return oa_scripts_dir(); }
 
 int oa_lua_host_run(const char *module, int argc, char **argv) {
   lua_State *L = luaL_newstate();

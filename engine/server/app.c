@@ -35,6 +35,7 @@
 #include <time.h>
 
 #include "core/error.h"
+#include "runtime/scripts_dir.h"
 #include "onearm_lua.h"
 
 #define DEFAULT_MEMORY       ((size_t)256 << 20)
@@ -695,10 +696,7 @@ static int swap_in(oa_server_app *a, oa_error *err) {
 }
 
 static void resolve_scripts(oa_server_app *a, const char *dir) {
-  if (!dir) {
-    const char *env = getenv("ONEARM_SCRIPTS");
-    dir = env && *env ? env : ONEARM_SCRIPTS_DIR;
-  }
+  if (!dir) dir = oa_scripts_dir();
   snprintf(a->scripts, sizeof a->scripts, "%s", dir);
 }
 

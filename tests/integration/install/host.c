@@ -1,0 +1,29 @@
+/* A host program built against an installed onearm (pkg-config or CMake):
+ * it loads an app, decides and rewards in process. */
+#include <onearm.h>
+#include <stdio.h>
+#include <string.h>
+
+int main(int argc, char **argv) {
+  if (argc < 3) return 2;
+  oa_service_config cfg;
+  oa_service_config_defaults(&cfg);
+  cfg.app_path = argv[1];
+  cfg.data_dir = argv[2];
+  oa_error err = {0};
+  oa_service *s = oa_service_new(&cfg, &err);
+  if (!s) {
+    fprintf(stderr, "host: %s\n", err.message);
+    return 1;
+  }
+  oa_field ctx[1] = {{"spend_tier", {.type = OA_VAL_STR, .str = "whale", .len = 5}}};
+  oa_field offer[1] = {{"kind", {.type = OA_VAL_STR, .str = "cosmetic", .len = 8}}};
+  oa_candidate cands[2] = {{"skins", offer, 1}, {"coins", offer, 1}};
+  oa_result r;
+  int rc = oa_service_decide(s, NULL, NULL, ctx, 1, cands, 2, &r, &err) ||
+           oa_service_reward(s, r.event_id, 1, &err);
+  if (rc) fprintf(stderr, "host: %s\n", err.message);
+  else printf("decided %s with probability %.3f\n", r.chosen_id, r.probs[r.chosen]);
+  oa_service_free(s);
+  return rc ? 1 : 0;
+}
