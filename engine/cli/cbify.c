@@ -12,6 +12,8 @@
 #include "core/error.h"
 #include "core/tensor.h"
 #include "runtime/cbify.h"
+#include "runtime/engine.h"
+#include "server/app.h"
 
 static void cbify_usage(FILE *out) {
   fprintf(
@@ -97,6 +99,42 @@ static void json_string(FILE *out, const char *s) {
   fputc('"', out);
 }
 
+static void print_result(const char *path, const oa_cbify_data *data, const char *policy,
+                         const char *help, const oa_cbify_result *res, long long seed,
+                         long long passes, int json);
+
+/* --policy APP.lua: the app's first policy (or the one named by the app's
+ * default), decided and learned through the engine like a served request. */
+static int run_app(const char *path, const char *app_path, long long seed,
+                   long long passes, int json) {
+  oa_error err = {0};
+  oa_blas_threads(1);
+  oa_cbify_data data;
+  if (oa_cbify_load(path, &data, &err)) {
+    fprintf(stderr, "onearm cbify: %s\n", err.message);
+    return 1;
+  }
+  oa_engine *e = oa_engine_new((uint64_t)seed, &err);
+  oa_server_app *app = e ? oa_server_app_load(e, app_path, NULL, &err) : NULL;
+  int rc = 1;
+  if (app) {
+    const char *name = oa_server_app_default_policy(app);
+    oa_policy *p = name ? oa_engine_policy(e, name) : oa_engine_policy_at(e, 0);
+    oa_cbify_result res;
+    if (p && !oa_cbify_run_policy(&data, e, p, (uint64_t)seed, (int)passes, &res, &err)) {
+      print_result(path, &data, app_path, oa_policy_name(p), &res, seed, passes, json);
+      rc = 0;
+    } else if (!p) {
+      snprintf(err.message, sizeof err.message, "%s declares no policy", app_path);
+    }
+  }
+  if (rc) fprintf(stderr, "onearm cbify: %s\n", err.message);
+  oa_server_app_free(app);
+  oa_engine_free(e);
+  oa_cbify_data_free(&data);
+  return rc;
+}
+
 int cli_cbify(int argc, char **argv) {
   const char *path = NULL, *policy = NULL;
   long long seed = 1, passes = 1;
@@ -161,12 +199,7 @@ int cli_cbify(int argc, char **argv) {
     return 2;
   }
   if (!policy) policy = oa_cbify_preset_names[0];
-  if (ends_with(policy, ".lua")) {
-    fprintf(stderr,
-            "onearm cbify: --policy APP.lua is not available yet (the Lua host is not "
-            "part of this build); use a preset: linucb, lints, squarecb, ...\n");
-    return 2;
-  }
+  if (ends_with(policy, ".lua")) return run_app(path, policy, seed, passes, json);
 
   oa_error err = {0};
   oa_cbify_params params;
@@ -208,21 +241,28 @@ int cli_cbify(int argc, char **argv) {
     oa_cbify_data_free(&data);
     return 1;
   }
-  double rate = res.seconds > 0 ? (double)res.examples / res.seconds : 0;
+  print_result(path, &data, policy, oa_cbify_preset_help(policy), &res, seed, passes,
+               json);
+  oa_cbify_data_free(&data);
+  return 0;
+}
+
+static void print_result(const char *path, const oa_cbify_data *data, const char *policy,
+                         const char *help, const oa_cbify_result *res, long long seed,
+                         long long passes, int json) {
+  double rate = res->seconds > 0 ? (double)res->examples / res->seconds : 0;
   if (json) {
     printf("{\"examples\":%lld,\"actions\":%d,\"reward\":%.6f,\"seconds\":%.6f,"
            "\"examples_per_second\":%.0f,\"policy\":",
-           (long long)res.examples, res.actions, res.reward, res.seconds, rate);
+           (long long)res->examples, res->actions, res->reward, res->seconds, rate);
     json_string(stdout, policy);
     printf("}\n");
   } else {
-    printf("%s: %lld rows, %d features (+ bias), %d actions\n", path, (long long)data.n,
-           data.d - 1, data.k);
-    printf("policy %s (%s)\n", policy, oa_cbify_preset_help(policy));
+    printf("%s: %lld rows, %d features (+ bias), %d actions\n", path, (long long)data->n,
+           data->d - 1, data->k);
+    printf("policy %s (%s)\n", policy, help);
     printf("reward %.4f over %lld decisions (%lld pass%s, shuffle seed %lld)\n",
-           res.reward, (long long)res.examples, passes, passes == 1 ? "" : "es", seed);
-    printf("learning loop %.4f s, %.0f examples/s\n", res.seconds, rate);
+           res->reward, (long long)res->examples, passes, passes == 1 ? "" : "es", seed);
+    printf("learning loop %.4f s, %.0f examples/s\n", res->seconds, rate);
   }
-  oa_cbify_data_free(&data);
-  return 0;
 }

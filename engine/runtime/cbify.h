@@ -111,4 +111,12 @@ int oa_cbify_run(const oa_cbify_data *data, oa_cbify_learner *l, uint64_t seed,
  * with Fisher–Yates from rng. */
 void oa_cbify_shuffle(int64_t *perm, int64_t n, oa_rng *rng);
 
+/* The same loop through a policy of an engine (an app's policy, built-in or
+ * written in Lua): see cbify_policy.c for the feature-space convention
+ * (context "x" = "dense:<columns - 1>", action "class"). */
+struct oa_engine;
+struct oa_policy;
+int oa_cbify_run_policy(const oa_cbify_data *data, struct oa_engine *e, struct oa_policy *p,
+                        uint64_t seed, int passes, oa_cbify_result *res, oa_error *err);
+
 #endif

@@ -43,6 +43,27 @@ end
 describe("onearm cbify", function()
   local digits = data .. "/digits.csv.gz"
 
+  it("runs a custom Lua policy from an app through the engine", function()
+    local src = os.getenv("ONEARM_SOURCE_DIR") or "."
+    local app = src .. "/examples/custom-policy/cbify_digits.lua"
+    local out, err, code = run("cbify", digits, "--policy", app, "--json")
+    assert.are.equal(0, code, err)
+    local r = decode(out)
+    assert.are.equal(1797, r.examples)
+    assert.is_true(r.reward > 0.6, "reward " .. tostring(r.reward))
+    -- an app whose feature space does not fit the data is refused clearly
+    local bad = os.tmpname() .. ".lua"
+    write(bad, [[
+local oa = require "onearm"
+local space = oa.features { layout = "concat", context = { x = "dense:3" }, action = { class = "cat" } }
+return oa.app { policies = { p = oa.policy { features = space, model = oa.linucb {} } } }
+]])
+    local _, err2, code2 = run("cbify", digits, "--policy", bad)
+    os.remove(bad)
+    assert.are.equal(1, code2)
+    assert.truthy(err2:match('dense:64'), err2)
+  end)
+
   it("learns digits well above chance and prints the JSON summary", function()
     local out, err, code = run("cbify", digits, "--json", "--shuffle-seed", "1")
     assert.are.equal(0, code, err)
