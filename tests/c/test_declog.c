@@ -1,6 +1,7 @@
 /* The decision log: one DSJSON line per closed event, with VW's label
  * fields and onearm's own, rotated by size. */
 #include "check.h"
+#include "fixtures.h"
 #include "core/error.h"
 #include "runtime/declog.h"
 
@@ -14,14 +15,6 @@ static char dir[] = "/tmp/onearm-declog-XXXXXX";
 static void hook(void *ud, const oa_closed_event *ev) {
   oa_error err;
   CHECK_OK(oa_declog_write(ud, ev, "app-1", 1.8e9, &err));
-}
-
-static oa_value str_value(const char *s) {
-  oa_value v = {0};
-  v.type = OA_VAL_STR;
-  v.str = s;
-  v.len = strlen(s);
-  return v;
 }
 
 static void logs_dsjson_lines(void) {

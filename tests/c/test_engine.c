@@ -2,34 +2,13 @@
  * event id, keep decisions reproducible, and refuse bad input without
  * changing state. */
 #include "check.h"
+#include "fixtures.h"
 #include "core/error.h"
 #include "runtime/engine.h"
 
 #include <string.h>
 
 static const char *TOPICS[3] = {"music", "sports", "cooking"};
-
-static oa_features *user_topic_space(oa_error *err) {
-  static oa_field_spec fields[2];
-  memset(fields, 0, sizeof fields);
-  strcpy(fields[0].name, "user");
-  fields[0].side = OA_SIDE_CONTEXT;
-  fields[0].kind = OA_FK_CAT;
-  strcpy(fields[1].name, "topic");
-  fields[1].side = OA_SIDE_ACTION;
-  fields[1].kind = OA_FK_CAT;
-  static const oa_cross_spec cross[1] = {{0, 1, 0}};
-  oa_features_spec spec = {OA_LAYOUT_HASHED, 256, 1, 2, fields, 1, cross, 7};
-  return oa_features_new(&spec, err);
-}
-
-static oa_value str_value(const char *s) {
-  oa_value v = {0};
-  v.type = OA_VAL_STR;
-  v.str = s;
-  v.len = strlen(s);
-  return v;
-}
 
 static oa_engine *engine_with_catalog(oa_error *err) {
   oa_engine *e = oa_engine_new(1234, err);
@@ -55,7 +34,7 @@ static oa_policy *add_linucb(oa_engine *e, oa_features *fs, oa_error *err) {
 /* User u likes topic u: reward 1 when the topics match. */
 static void learns_each_users_favourite_topic(void) {
   oa_error err = {0};
-  oa_features *fs = user_topic_space(&err);
+  oa_features *fs = user_topic_space(256, 7, &err);
   CHECK(fs != NULL);
   oa_engine *e = engine_with_catalog(&err);
   oa_policy *p = add_linucb(e, fs, &err);
@@ -86,7 +65,7 @@ static void learns_each_users_favourite_topic(void) {
 
 static void same_event_id_gives_same_choice(void) {
   oa_error err = {0};
-  oa_features *fs = user_topic_space(&err);
+  oa_features *fs = user_topic_space(256, 7, &err);
   oa_engine *e = engine_with_catalog(&err);
   oa_model *m = oa_ridge_new(
       &(oa_ridge_config){.dim = oa_features_dim(fs), .lambda = 1, .forget = 1, .v = 1},
@@ -118,7 +97,7 @@ static void same_event_id_gives_same_choice(void) {
 
 static void bad_input_changes_nothing(void) {
   oa_error err = {0};
-  oa_features *fs = user_topic_space(&err);
+  oa_features *fs = user_topic_space(256, 7, &err);
   oa_engine *e = engine_with_catalog(&err);
   oa_policy *p = add_linucb(e, fs, &err);
   const char *bad_ids[2] = {"v0", "nope"};
@@ -156,7 +135,7 @@ static void bad_input_changes_nothing(void) {
 
 static void event_table_is_bounded(void) {
   oa_error err = {0};
-  oa_features *fs = user_topic_space(&err);
+  oa_features *fs = user_topic_space(256, 7, &err);
   oa_engine *e = engine_with_catalog(&err);
   CHECK_OK(oa_engine_set_event_capacity(e, 4, &err));
   oa_policy *p = add_linucb(e, fs, &err);
@@ -180,7 +159,7 @@ static void event_table_is_bounded(void) {
 
 static void per_action_models_map_ids_to_arms(void) {
   oa_error err = {0};
-  oa_features *fs = user_topic_space(&err);
+  oa_features *fs = user_topic_space(256, 7, &err);
   oa_engine *e = oa_engine_new(5, &err);
   oa_ridge_config rc = {.dim = oa_features_dim(fs), .lambda = 1, .forget = 1, .v = 1};
   oa_model *m = oa_disjoint_ridge_new(&rc, 2, &err);
@@ -231,7 +210,7 @@ static void record_close(void *ud, const oa_closed_event *ev) {
 
 static void rewards_combine_wait_and_default(void) {
   oa_error err = {0};
-  oa_features *fs = user_topic_space(&err);
+  oa_features *fs = user_topic_space(256, 7, &err);
   oa_engine *e = engine_with_catalog(&err);
   oa_policy *p = add_linucb(e, fs, &err);
   closed_log log = {0};
@@ -285,7 +264,7 @@ static void rewards_combine_wait_and_default(void) {
 
 static void generated_ids_repeat_only_without_a_nonce(void) {
   oa_error err = {0};
-  oa_features *fs = user_topic_space(&err);
+  oa_features *fs = user_topic_space(256, 7, &err);
   char ids[3][OA_EVENT_ID_MAX];
   for (int run = 0; run < 3; run++) {
     oa_engine *e = engine_with_catalog(&err);

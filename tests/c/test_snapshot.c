@@ -1,6 +1,7 @@
 /* Snapshots: state survives a restart, bad files are detected and the
  * previous good snapshot is used, and a changed policy shape is refused. */
 #include "check.h"
+#include "fixtures.h"
 #include "core/error.h"
 #include "runtime/snapshot.h"
 
@@ -8,28 +9,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static oa_features *space(int32_t dim, oa_error *err) {
-  static oa_field_spec fields[2];
-  memset(fields, 0, sizeof fields);
-  strcpy(fields[0].name, "user");
-  fields[0].side = OA_SIDE_CONTEXT;
-  fields[0].kind = OA_FK_CAT;
-  strcpy(fields[1].name, "topic");
-  fields[1].side = OA_SIDE_ACTION;
-  fields[1].kind = OA_FK_CAT;
-  static const oa_cross_spec cross[1] = {{0, 1, 0}};
-  oa_features_spec spec = {OA_LAYOUT_HASHED, dim, 1, 2, fields, 1, cross, 3};
-  return oa_features_new(&spec, err);
-}
-
-static oa_value str_value(const char *s) {
-  oa_value v = {0};
-  v.type = OA_VAL_STR;
-  v.str = s;
-  v.len = strlen(s);
-  return v;
-}
 
 /* An engine with one LinUCB policy "p" over a 3-action catalog. */
 static oa_engine *make_engine(int32_t dim, oa_error *err) {
@@ -41,7 +20,7 @@ static oa_engine *make_engine(int32_t dim, oa_error *err) {
     oa_field f = {"topic", str_value(topics[i])};
     oa_catalog_upsert(oa_engine_catalog(e), id, strlen(id), &f, 1, err);
   }
-  oa_features *fs = space(dim, err);
+  oa_features *fs = user_topic_space(dim, 3, err);
   oa_ridge_config rc = {.dim = dim, .lambda = 1, .forget = 1, .v = 1};
   oa_policy_spec spec = {
       "p", fs, oa_ridge_new(&rc, err), OA_EXPLORE_UCB, oa_explore_defaults(), NULL, NULL};
