@@ -14,6 +14,7 @@
  * that C owns (oa_lua_push_engine with owned = 0, see onearm_lua.h): the
  * finalizer of a borrowed one detaches the Lua side and frees nothing. */
 #include "lua_onearm.h"
+#include "lua_retrieve.h"
 #include "onearm_lua.h"
 
 #include <math.h>
@@ -115,7 +116,7 @@ static void readparams(lua_State *L, int idx, const char *fn, oa_explore_params 
   p->draws = (int32_t)oa__lua_optint(L, idx, fn, "draws", p->draws, INT32_MIN, INT32_MAX);
 }
 
-static void pushparams(lua_State *L, const oa_explore_params *p) {
+void oa_lua_push_params(lua_State *L, const oa_explore_params *p) {
   lua_createtable(L, 0, 5);
   lua_pushnumber(L, p->epsilon);
   lua_setfield(L, -2, "epsilon");
@@ -424,18 +425,46 @@ static int l_decide(lua_State *L) {
   snprintf(what, sizeof what, "%s: policy '%s': context", fn, pname);
   const oa_value *ctx =
       oa__lua_tovalues(L, 3, oa_policy_features(p), OA_SIDE_CONTEXT, a, what);
+  /* Two-stage: eng:decide(name, ctx, {retrieve = {...}}) or the retrieve
+   * option; the candidates are then the retrieved shortlist. */
+  if (lua_istable(L, 4) && lua_rawlen(L, 4) == 0) {
+    int has = lua_getfield(L, 4, "retrieve") != LUA_TNIL;
+    lua_pop(L, 1);
+    if (has) {
+      if (!lua_isnil(L, 5))
+        return luaL_error(L, "%s: give options once (third argument or fourth)", fn);
+      lua_copy(L, 4, 5);
+      lua_pushnil(L);
+      lua_replace(L, 4);
+    }
+  }
+  oa_retrieve_request *retrieve = NULL;
+  if (lua_istable(L, 5)) {
+    if (lua_getfield(L, 5, "retrieve") != LUA_TNIL)
+      retrieve = oa__lua_retrieve_request(L, -1, 3, e->e, a, fn);
+    lua_pop(L, 1);
+  }
+  lua_Integer n = 0;
+  const char **ids = NULL;
+  size_t *lens = NULL;
+  const oa_value **actions = NULL;
+  int any_inline = 0;
+  if (retrieve) {
+    if (!lua_isnil(L, 4))
+      return luaL_error(L, "%s: give either candidates or retrieve, not both", fn);
+    goto request;
+  }
   if (!lua_istable(L, 4))
     return luaL_error(L,
                       "%s: candidates must be a list of ids or {id=, features=}, got %s",
                       fn, luaL_typename(L, 4));
-  lua_Integer n = luaL_len(L, 4);
+  n = luaL_len(L, 4);
   if (n < 1 || n > OA_MAX_CANDIDATES)
     return luaL_error(L, "%s: policy '%s': a decision needs 1 to %d candidates, got %d",
                       fn, pname, OA_MAX_CANDIDATES, (int)n);
-  const char **ids = oa__lua_alloc(L, a, sizeof *ids * (size_t)n);
-  size_t *lens = oa__lua_alloc(L, a, sizeof *lens * (size_t)n);
-  const oa_value **actions = oa__lua_alloc(L, a, sizeof *actions * (size_t)n);
-  int any_inline = 0;
+  ids = oa__lua_alloc(L, a, sizeof *ids * (size_t)n);
+  lens = oa__lua_alloc(L, a, sizeof *lens * (size_t)n);
+  actions = oa__lua_alloc(L, a, sizeof *actions * (size_t)n);
   for (lua_Integer i = 0; i < n; i++) {
     lua_geti(L, 4, i + 1);
     snprintf(what, sizeof what, "%s: policy '%s': candidate %d", fn, pname, (int)i + 1);
@@ -443,17 +472,20 @@ static int l_decide(lua_State *L) {
     any_inline |= actions[i] != NULL;
     lua_pop(L, 1);
   }
+request:;
   oa_decide_request req = {.context = ctx,
                            .n = (int32_t)n,
                            .ids = ids,
                            .id_lens = lens,
                            .actions = any_inline ? actions : NULL,
-                           .keep_event = 1};
+                           .keep_event = 1,
+                           .retrieve = retrieve};
   oa_explore_params params = oa_policy_params(p);
   if (!lua_isnoneornil(L, 5)) {
     luaL_checktype(L, 5, LUA_TTABLE);
     static const char *const keys[] = {"event_id", "keep",  "epsilon", "temperature",
-                                       "alpha",    "gamma", "draws",   NULL};
+                                       "alpha",    "gamma", "draws",   "retrieve",
+                                       NULL};
     oa__lua_checkkeys(L, 5, fn, keys);
     if (lua_getfield(L, 5, "event_id") != LUA_TNIL) {
       if (lua_type(L, -1) != LUA_TSTRING)
@@ -482,8 +514,19 @@ static int l_decide(lua_State *L) {
   lua_setfield(L, -2, "event_id");
   lua_pushinteger(L, d.chosen + 1);
   lua_setfield(L, -2, "chosen");
-  lua_pushlstring(L, ids[d.chosen], lens[d.chosen]);
+  lua_pushlstring(L, d.ids[d.chosen],
+                  d.id_lens ? d.id_lens[d.chosen] : strlen(d.ids[d.chosen]));
   lua_setfield(L, -2, "action");
+  if (retrieve) { /* the shortlist: the decision's candidates, in order */
+    lua_createtable(L, d.n, 0);
+    for (int32_t i = 0; i < d.n; i++) {
+      lua_pushlstring(L, d.ids[i], d.id_lens[i]);
+      lua_rawseti(L, -2, i + 1);
+    }
+    lua_setfield(L, -2, "ids");
+    lua_pushinteger(L, d.fresh);
+    lua_setfield(L, -2, "fresh");
+  }
   pusharray(L, d.prob, d.n);
   lua_setfield(L, -2, "probs");
   pusharray(L, d.mean, d.n);
@@ -603,7 +646,7 @@ static int l_stats(lua_State *L) {
   lua_setfield(L, -2, "kind");
   lua_pushstring(L, oa_explore_name(oa_policy_explore_kind(p)));
   lua_setfield(L, -2, "explore");
-  pushparams(L, &params);
+  oa_lua_push_params(L, &params);
   lua_setfield(L, -2, "params");
   lua_pushinteger(L, oa_features_dim(oa_policy_features(p)));
   lua_setfield(L, -2, "dim");
@@ -743,6 +786,10 @@ static const luaL_Reg engine_methods[] = {{"add_policy", l_add_policy},
                                           {"save_policy", l_save_policy},
                                           {"load_policy", l_load_policy},
                                           {"pending", l_pending},
+                                          {"set_retrieval", oa__lua_set_retrieval},
+                                          {"retrieve", oa__lua_retrieve},
+                                          {"build_index", oa__lua_build_index},
+                                          {"retrieval_stats", oa__lua_retrieval_stats},
                                           {"close", e_finalize},
                                           {NULL, NULL}};
 

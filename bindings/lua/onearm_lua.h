@@ -14,6 +14,7 @@
 #include <lua.h>
 
 #include "runtime/engine.h"
+#include "explore/explore.h"
 
 /* [-0, +1, e] the `onearm.core` module table (as `require` would load it). */
 int luaopen_onearm_core(lua_State *L);
@@ -28,5 +29,9 @@ void oa_lua_push_engine(lua_State *L, oa_engine *e, int owned);
 /* [-0, +0, v] The engine behind the `onearm.engine` userdata at idx; raises
  * an error for another value or a closed engine. */
 oa_engine *oa_lua_check_engine(lua_State *L, int idx);
+
+/* [-0, +1, m] Pushes explorer parameters as a table {epsilon, temperature,
+ * alpha, gamma, draws}. */
+void oa_lua_push_params(lua_State *L, const oa_explore_params *p);
 
 #endif

@@ -479,19 +479,6 @@ static const char *const commit_lua =
     "  if plans[name] == 'remove' then live:remove_policy(name) end\n"
     "end\n";
 
-static void push_params(lua_State *L, const oa_explore_params *p) {
-  lua_createtable(L, 0, 5);
-  lua_pushnumber(L, p->epsilon);
-  lua_setfield(L, -2, "epsilon");
-  lua_pushnumber(L, p->temperature);
-  lua_setfield(L, -2, "temperature");
-  lua_pushnumber(L, p->alpha);
-  lua_setfield(L, -2, "alpha");
-  lua_pushnumber(L, p->gamma);
-  lua_setfield(L, -2, "gamma");
-  lua_pushinteger(L, p->draws);
-  lua_setfield(L, -2, "draws");
-}
 
 #define MAX_RELUA 64
 
@@ -557,7 +544,7 @@ static int build_body(lua_State *L) {
       } else {
         plan = "keep";
         oa_explore_params ep = oa_policy_params(sp);
-        push_params(L, &ep);
+        oa_lua_push_params(L, &ep);
         lua_setfield(L, t + 2, name);
       }
     }
