@@ -34,6 +34,8 @@ struct oa_catalog {
   int64_t free_head; /* -1: none */
   oa_strmap ids;     /* id -> slot */
   size_t bytes;      /* sum of the blocks */
+  oa_catalog_hook hook;
+  void *hook_ud;
 };
 
 /* Process-wide so versions never repeat across catalogs (see catalog.h). */
@@ -218,6 +220,17 @@ static void pack(packer *p, const char *id, size_t idlen, const oa_field *fields
 
 /* ---- Upsert, remove, lookups ---- */
 
+void oa_catalog_set_hook(oa_catalog *cat, oa_catalog_hook hook, void *ud) {
+  cat->hook = hook;
+  cat->hook_ud = ud;
+}
+
+/* An upsert failed after its hook accepted it: tell the hook what the
+ * catalog still holds for the id (only new ids reach here: nothing). */
+static void hook_undo(oa_catalog *cat, const char *id, size_t idlen) {
+  if (cat->hook) cat->hook(cat->hook_ud, id, idlen, NULL, -1, NULL);
+}
+
 int64_t oa_catalog_upsert(oa_catalog *cat, const char *id, size_t idlen,
                           const oa_field *fields, int32_t n, oa_error *err) {
   int rc = validate(id, idlen, fields, n, err);
@@ -233,6 +246,10 @@ int64_t oa_catalog_upsert(oa_catalog *cat, const char *id, size_t idlen,
   const char *idc = NULL;
   oa_field *fl = NULL;
   pack(&p, id, idlen, fields, n, &idc, &fl);
+  if (cat->hook && (rc = cat->hook(cat->hook_ud, id, idlen, fields, n, err))) {
+    free(block);
+    return rc;
+  }
 
   int64_t slot;
   if (oa_strmap_get(&cat->ids, id, idlen, &slot)) {
@@ -245,6 +262,7 @@ int64_t oa_catalog_upsert(oa_catalog *cat, const char *id, size_t idlen,
       cat_entry *ne = realloc(cat->e, sizeof *ne * (size_t)cap);
       if (!ne) {
         free(block);
+        hook_undo(cat, id, idlen);
         return oa_error_set(err, OA_ENOMEM, "out of memory");
       }
       cat->e = ne;
@@ -253,6 +271,7 @@ int64_t oa_catalog_upsert(oa_catalog *cat, const char *id, size_t idlen,
     slot = cat->free_head >= 0 ? cat->free_head : cat->used;
     if (oa_strmap_put(&cat->ids, id, idlen, slot)) {
       free(block);
+      hook_undo(cat, id, idlen);
       return oa_error_set(err, OA_ENOMEM, "out of memory");
     }
     if (slot == cat->free_head)
@@ -283,6 +302,7 @@ int oa_catalog_remove(oa_catalog *cat, const char *id, size_t idlen) {
   *e = (cat_entry){.next_free = cat->free_head};
   cat->free_head = slot;
   cat->count--;
+  if (cat->hook) cat->hook(cat->hook_ud, id, idlen, NULL, -1, NULL);
   return 0;
 }
 

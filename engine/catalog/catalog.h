@@ -83,4 +83,18 @@ oa_catalog *oa_catalog_load(oa_reader *in, oa_error *err);
 /* Approximate heap bytes held by the catalog. */
 size_t oa_catalog_size_bytes(const oa_catalog *cat);
 
+/* ---- Change hook (an addition, for indexes derived from the catalog) ----
+ *
+ * One hook per catalog (NULL clears it). It runs on every upsert after the
+ * action was validated and before the catalog changes, with the new
+ * fields: returning an error refuses the upsert (it fails with that error
+ * and the catalog stays unchanged). It runs after every successful remove
+ * with fields == NULL and n == -1. If an upsert fails after its hook ran
+ * (out of memory while adding a new id), the hook runs again as a remove,
+ * so a derived index stays in step. Threading: the hook runs on the
+ * caller's thread, inside the catalog call. */
+typedef int (*oa_catalog_hook)(void *ud, const char *id, size_t idlen,
+                               const oa_field *fields, int32_t n, oa_error *err);
+void oa_catalog_set_hook(oa_catalog *cat, oa_catalog_hook hook, void *ud);
+
 #endif

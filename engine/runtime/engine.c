@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "runtime/events.h"
+#include "runtime/retrieval.h"
 
 struct oa_engine {
   uint64_t seed, next_event;
@@ -16,6 +17,7 @@ struct oa_engine {
   oa_policy **policies;
   int32_t n_policies;
   oa__events *events;
+  oa__retrieval *retrieval; /* two-stage ranking (retrieval.c); NULL: off */
 };
 
 oa_engine *oa_engine_new(uint64_t seed, oa_error *err) {
@@ -37,6 +39,7 @@ oa_engine *oa_engine_new(uint64_t seed, oa_error *err) {
 void oa_engine_free(oa_engine *e) {
   if (!e) return;
   oa__events_free(e->events);
+  oa__retrieval_free(e->retrieval);
   for (int32_t i = 0; i < e->n_policies; i++)
     oa__policy_free(e->policies[i]);
   free(e->policies);
@@ -53,6 +56,11 @@ oa_catalog *oa_engine_catalog(oa_engine *e) {
 void oa_engine_replace_catalog(oa_engine *e, oa_catalog *cat) {
   oa_catalog_free(e->catalog);
   e->catalog = cat;
+  oa__retrieval_catalog_replaced(e);
+}
+
+oa__retrieval **oa__engine_retrieval(oa_engine *e) {
+  return &e->retrieval;
 }
 
 void oa_engine_set_id_nonce(oa_engine *e, uint64_t nonce) {

@@ -43,6 +43,22 @@ typedef struct oa_policy_spec {
   void *custom_ud;
 } oa_policy_spec;
 
+/* Two-stage ranking (runtime/retrieval.h): retrieve the top n catalog
+ * actions for the request's query vector, then decide among them. */
+typedef enum oa_retrieve_mode { OA_RETRIEVE_EXACT = 0, OA_RETRIEVE_APPROX = 1 } oa_retrieve_mode;
+
+struct oa_filter_spec;
+
+typedef struct oa_retrieve_request {
+  int32_t n;                           /* shortlist size, 1..OA_MAX_CANDIDATES */
+  oa_retrieve_mode mode;
+  int32_t nprobe;                      /* approximate: IVF lists probed; 0: the default */
+  const float *query;                  /* NULL: from the context or the policy */
+  int32_t query_dim;                   /* floats in query (must equal the store's dim) */
+  const struct oa_filter_spec *filter; /* excluded ids and predicates; NULL: none */
+  double fresh_share; /* [0, 1): share of the shortlist kept for fresh items; <0: default */
+} oa_retrieve_request;
+
 /* A decision request. Values are by slot of the policy's feature space
  * (oa_features_bind turns named fields into slots). */
 typedef struct oa_decide_request {
@@ -56,6 +72,9 @@ typedef struct oa_decide_request {
   const oa_explore_params *params; /* NULL: the policy's current parameters */
   int keep_event;                  /* 1: keep the decision pending for learn() */
   int deferred; /* 1: the event learns only once activated (oa_engine_activate) */
+  /* Non-NULL: the candidates are retrieved from the catalog (n, ids,
+   * id_lens and actions are ignored); see runtime/retrieval.h. */
+  const oa_retrieve_request *retrieve;
 } oa_decide_request;
 
 typedef struct oa_decision {
@@ -66,6 +85,11 @@ typedef struct oa_decision {
   const double *mean;  /* n model scores, borrowed */
   const double *width; /* n uncertainties, borrowed */
   int estimated;       /* 1: prob is a Monte-Carlo estimate (Thompson) */
+  /* The candidate ids (n): the request's, or the retrieved shortlist
+   * (borrowed, valid until the next catalog change or retrieval). */
+  const char *const *ids;
+  const size_t *id_lens;
+  int32_t fresh; /* retrieval: how many of the candidates are fresh picks (last) */
 } oa_decision;
 
 typedef struct oa_policy_stats {

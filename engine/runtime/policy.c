@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "runtime/events.h"
+#include "runtime/retrieval.h"
 
 static int grow_scratch(oa_policy *p, int32_t n, oa_error *err) {
   int32_t d = p->model->dim ? p->model->dim : oa_features_dim(p->fs);
@@ -265,8 +266,34 @@ static uint64_t decision_seed(const oa_policy *p, const char *event_id) {
          oa_hash_bytes(p->name, strlen(p->name), 0x6f6e6561726dULL);
 }
 
+/* Two-stage: retrieve the shortlist for this request, then decide among
+ * it as among catalog candidates. The event id is fixed first so the fresh
+ * picks are seeded like the decision. */
+static int decide_retrieved(oa_policy *p, const oa_decide_request *req, oa_decision *out,
+                            oa_error *err) {
+  char event_id[OA_EVENT_ID_MAX];
+  int rc = oa__engine_event_id(p->engine, req->event_id, event_id, err);
+  if (rc) return rc;
+  const oa_value *ctx = req->context ? req->context : p->empty_values;
+  oa_shortlist sl;
+  rc = oa_engine_retrieve(p->engine, p, req->retrieve, ctx, decision_seed(p, event_id), &sl,
+                          err);
+  if (rc) return rc;
+  oa_decide_request inner = *req;
+  inner.retrieve = NULL;
+  inner.event_id = event_id;
+  inner.n = sl.n;
+  inner.ids = sl.ids;
+  inner.id_lens = sl.lens;
+  inner.actions = NULL;
+  rc = oa_policy_decide(p, &inner, out, err);
+  if (!rc) out->fresh = sl.fresh;
+  return rc;
+}
+
 int oa_policy_decide(oa_policy *p, const oa_decide_request *req, oa_decision *out,
                      oa_error *err) {
+  if (req->retrieve) return decide_retrieved(p, req, out, err);
   int32_t n = req->n;
   if (n < 1 || n > OA_MAX_CANDIDATES)
     return oa_error_set(err, OA_EINVAL, "a decision needs 1 to %d candidates, got %d",
@@ -326,12 +353,16 @@ int oa_policy_decide(oa_policy *p, const oa_decide_request *req, oa_decision *ou
   out->prob = p->prob;
   out->mean = p->mean;
   out->width = p->width;
+  out->ids = req->ids;
+  out->id_lens = req->id_lens;
+  out->fresh = 0;
 
   if (req->keep_event) {
     rc = oa__events_keep(oa__engine_events(p->engine), p, req, out, &batch, err);
     if (rc) return rc;
   }
   p->stats.decisions++;
+  oa__retrieval_shown(p->engine, req->ids[out->chosen], id_len(req, out->chosen));
   return 0;
 }
 
