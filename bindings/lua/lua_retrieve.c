@@ -284,22 +284,7 @@ int oa__lua_set_retrieval(lua_State *L) {
       return luaL_error(L, "%s: 'index' must be f32 or i8", fn);
     cfg.ivf_storage = !strcmp(s, "i8") ? OA_IVF_I8 : OA_IVF_F32;
   }
-  const oa_retrieval_config *cur = oa_engine_retrieval_config(e);
   oa_error err = {0};
-  /* The same store again (an app reload): keep the store and its index,
-   * take the new defaults. */
-  if (cur && oa_retrieval_config_same_store(cur, &cfg) &&
-      !strcmp(cur->query_field ? cur->query_field : "",
-              cfg.query_field ? cfg.query_field : "")) {
-    oa_retrieval_config *c = (oa_retrieval_config *)cur;
-    if (cfg.n) c->n = cfg.n;
-    c->mode = cfg.mode;
-    if (cfg.nprobe) c->nprobe = cfg.nprobe;
-    c->fresh_share = cfg.fresh_share;
-    c->build_at_rows = cfg.build_at_rows;
-    if (cfg.rebuild_staleness) c->rebuild_staleness = cfg.rebuild_staleness;
-    return 0;
-  }
   if (oa_engine_set_retrieval(e, &cfg, &err)) return oa__lua_fail(L, fn, &err);
   return 0;
 }

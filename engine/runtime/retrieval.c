@@ -343,6 +343,21 @@ static int maybe_build(oa__retrieval *r, oa_error *err);
 
 int oa_engine_set_retrieval(oa_engine *e, const oa_retrieval_config *cfg, oa_error *err) {
   oa__retrieval **slot = oa__engine_retrieval(e);
+  oa__retrieval *cur = *slot;
+  if (cur && cfg && cfg->field && oa_retrieval_config_same_store(&cur->cfg, cfg)) {
+    /* The same store (an app reload): keep rows, index and counters; take
+     * the query field and the defaults. */
+    oa__retrieval *probe = retrieval_new(cfg, err);
+    if (!probe) return err ? err->code : OA_EINVAL;
+    oa_retrieval_config keep = probe->cfg;
+    oa__retrieval_free(probe);
+    snprintf(cur->query_field, sizeof cur->query_field, "%s",
+             cfg->query_field ? cfg->query_field : "");
+    keep.field = cur->field;
+    keep.query_field = cur->query_field[0] ? cur->query_field : NULL;
+    cur->cfg = keep;
+    return 0;
+  }
   if (*slot && (*slot)->readers)
     return oa_error_set(err, OA_ESTATE,
                         "a background retrieval job is running; try again when it ends");

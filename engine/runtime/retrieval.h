@@ -77,7 +77,10 @@ typedef struct oa_retrieval_config {
 
 /* Configures (or reconfigures) retrieval and loads every catalog action
  * into a new store. On error (a catalog action with a bad embedding, a bad
- * config) nothing changes. The config's strings are copied. */
+ * config) nothing changes. The config's strings are copied. A config with
+ * the same store (field, dim, format, meta) as the current one only
+ * updates the query field and the defaults (an app reload keeps the store
+ * and its index). */
 int oa_engine_set_retrieval(oa_engine *e, const oa_retrieval_config *cfg, oa_error *err);
 /* Turns retrieval off and frees the store. */
 void oa_engine_clear_retrieval(oa_engine *e);

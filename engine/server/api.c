@@ -18,6 +18,8 @@
 #include "core/error.h"
 #include "core/strmap.h"
 #include "server/json.h"
+#include "server/retrieve.h"
+#include "runtime/retrieval.h"
 
 #define MAX_PATH_ID 512
 
@@ -411,6 +413,48 @@ static void attach_context(call *c, const char *event_id, json_object *ctx, int 
   oa_buf_free(&b);
 }
 
+/* Two-stage ranking (server/retrieve.c): the shortlist for `retrieve`
+ * becomes the request's `candidates` (an array added to the request's
+ * document, so it is released with it) and the rank goes on as for
+ * catalog ids. 0, or -1 with the reply set. */
+static int retrieve_candidates(call *c, oa_policy *p, json_object *retr, json_object *ctx,
+                               const oa_value *ctx_values, json_object *ex, int has_list,
+                               const char *event_id, oa_retrieve_request *rq,
+                               json_object **cands, int32_t *fresh) {
+  oa_api *api = c->api;
+  if (has_list) {
+    reply_error(c, 400, "BadRequest", "give either 'retrieve' or candidates, not both");
+    return -1;
+  }
+  if (oa_api_retrieve_request(api->engine, retr, ctx, ex, &api->arena, rq, &c->err)) {
+    reply_oa(c, &c->err);
+    return -1;
+  }
+  /* The fresh picks are seeded by the event id when the client gives one
+   * (reproducible), else by a counter. */
+  static uint64_t counter;
+  uint64_t seed = event_id ? oa_hash_bytes(event_id, strlen(event_id), 0x7e7) : ++counter;
+  oa_shortlist sl;
+  if (oa_engine_retrieve(api->engine, p, rq, ctx_values, seed, &sl, &c->err)) {
+    if (c->err.code == OA_ENOTFOUND)
+      reply_error(c, 400, "BadRequest", "%s", c->err.message);
+    else
+      reply_oa(c, &c->err);
+    return -1;
+  }
+  json_object *arr = json_object_new_array_ext(sl.n);
+  for (int32_t i = 0; arr && i < sl.n; i++)
+    json_object_array_add(arr, json_object_new_string_len(sl.ids[i], (int)sl.lens[i]));
+  if (!arr || json_object_object_add(c->doc, "\x01retrieved", arr)) {
+    json_object_put(arr);
+    reply_error(c, 503, "Unavailable", "out of memory");
+    return -1;
+  }
+  *cands = arr;
+  *fresh = sl.fresh;
+  return 0;
+}
+
 static void rank_body(call *c, int personalizer) {
   oa_api *api = c->api;
   if (parse_object(c)) return;
@@ -513,6 +557,12 @@ static void rank_body(call *c, int personalizer) {
 
   json_object *acts = member(doc, "actions");
   json_object *cands = personalizer ? NULL : member(doc, "candidates");
+  json_object *retr = personalizer ? NULL : member(doc, "retrieve");
+  oa_retrieve_request rreq;
+  int32_t rfresh = 0;
+  if (retr && retrieve_candidates(c, p, retr, ctx, ctx_values, ex, acts || cands, event_id,
+                                  &rreq, &cands, &rfresh))
+    return;
   if ((acts != NULL) == (cands != NULL)) {
     reply_error(c, 400, "BadRequest",
                 personalizer
@@ -643,6 +693,7 @@ static void rank_body(call *c, int personalizer) {
     put_str(b, oa_policy_name(p));
     put(b, ",\"appVersion\":");
     put_str(b, cur_version(api));
+    if (retr) oa_api_retrieve_put(b, &rreq, n, rfresh);
     put(b, "}");
   } else {
     put(b, "],\"eventId\":");
@@ -1137,6 +1188,7 @@ static void do_metrics(call *c) {
       put(b, "\n");
     }
   }
+  oa_engine_retrieval_metrics(api->engine, b);
 }
 
 /* ---- routing ---- */

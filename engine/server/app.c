@@ -35,6 +35,7 @@
 #include <time.h>
 
 #include "core/error.h"
+#include "runtime/retrieval.h"
 #include "runtime/scripts_dir.h"
 #include "onearm_lua.h"
 
@@ -615,6 +616,11 @@ static int build_body(lua_State *L) {
     if (lp) oa_policy_set_reset(lp, listed(L, t, "reset", name));
   }
   if (oa_engine_set_event_config(a->engine, &s->cfg, &e)) luaL_error(L, "%s", e.message);
+  /* The app's retrieval settings (retrieve = {...}) were made on the
+   * staging engine: the live one takes them (the same store is kept). */
+  const oa_retrieval_config *rcfg = oa_engine_retrieval_config(staging);
+  if (rcfg && oa_engine_set_retrieval(a->engine, rcfg, &e))
+    luaL_error(L, "%s: retrieve: %s", a->path, e.message);
   /* The staging engine goes now (its models were only for validation);
    * the app's `engine` field becomes the live one. */
   lua_getfield(L, 1, "close");

@@ -11,11 +11,48 @@ App.__index = App
 
 local ALLOWED = util.set { "name", "policies", "reward", "schedule", "context", "filter",
                            "reward_wait", "default_reward", "combine", "close", "reset",
-                           "remove" }
+                           "remove", "retrieve" }
 local COMBINE = util.set { "sum", "first", "last", "max" }
 local CLOSE = util.set { "first", "deadline", "activation" }
 
 local function fail(msg) error("oa.app: " .. msg, 3) end
+
+-- Two-stage ranking (README "Two-stage ranking"): retrieve = { field =
+-- <action embedding>, dim =, format =, meta = {name = "cat"|"num"}, query =
+-- <context field> | function(ctx) -> vector, n =, mode =, nprobe =,
+-- fresh_share =, build_at =, index =, rebuild_staleness = }.
+local RETRIEVE = util.set { "field", "dim", "format", "meta", "query", "n", "mode", "nprobe",
+                            "fresh_share", "build_at", "index", "rebuild_staleness" }
+-- The context key a query function's vector travels under (the server
+-- reads it from the prepared context).
+app.QUERY_KEY = "_retrieve_query"
+
+local function check_retrieve(r)
+  local function bad(msg) error("oa.app: 'retrieve': " .. msg, 4) end
+  if type(r) ~= "table" then bad("must be a table") end
+  for _, k in ipairs(util.sorted_keys(r)) do
+    if not RETRIEVE[k] then
+      bad(string.format("unknown key '%s' (expected one of: %s)", tostring(k),
+        table.concat(util.sorted_keys(RETRIEVE), ", ")))
+    end
+  end
+  if type(r.field) ~= "string" or r.field == "" then bad("'field' must name the action embedding") end
+  if math.type(r.dim) ~= "integer" or r.dim < 1 then bad("'dim' must be a positive integer") end
+  if r.query ~= nil and type(r.query) ~= "string" and not util.is_callable(r.query) then
+    bad("'query' must be a context field name or a function(ctx) -> vector")
+  end
+  if r.n ~= nil and (math.type(r.n) ~= "integer" or r.n < 1 or r.n > 4096) then
+    bad("'n' must be an integer in 1..4096")
+  end
+  if r.mode ~= nil and r.mode ~= "exact" and r.mode ~= "approximate" then
+    bad("'mode' must be \"exact\" or \"approximate\"")
+  end
+  if r.fresh_share ~= nil and (type(r.fresh_share) ~= "number" or r.fresh_share < 0
+      or r.fresh_share >= 1) then
+    bad("'fresh_share' must be a number in [0, 1)")
+  end
+  if r.meta ~= nil and type(r.meta) ~= "table" then bad("'meta' must be {name = \"cat\"|\"num\"}") end
+end
 
 local function check_hook(spec, key)
   if spec[key] ~= nil and not util.is_callable(spec[key]) then
@@ -55,6 +92,7 @@ function app.new(spec)
     end
   end
   for _, k in ipairs { "reward", "schedule", "context", "filter" } do check_hook(spec, k) end
+  if spec.retrieve ~= nil then check_retrieve(spec.retrieve) end
   if spec.reward_wait ~= nil and (type(spec.reward_wait) ~= "number" or spec.reward_wait < 0) then
     fail("'reward_wait' must be a number of seconds >= 0")
   end
@@ -90,6 +128,15 @@ function app.new(spec)
   a.default_reward = a.default_reward or 0
   a.combine = a.combine or "sum"
   a.close = a.close or "first"
+  if a.retrieve and util.is_callable(a.retrieve.query) then
+    -- A Lua query hook runs with the context hook, once per request.
+    local ctx_hook, query = a.context, a.retrieve.query
+    a.context = function(ctx)
+      local c = ctx_hook and ctx_hook(ctx) or ctx
+      if type(c) == "table" then c[app.QUERY_KEY] = query(c) end
+      return c
+    end
+  end
   a.policy_specs = spec.policies
   a.policies = util.sorted_keys(spec.policies)
   a.declared = a.policies
@@ -353,6 +400,13 @@ function app.load(path, engine, opts)
   for _, name in ipairs(names) do
     local ok, perr = pcall(policy.instantiate, core, a.engine, name, a.policy_specs[name])
     if not ok then error(string.format("%s: policy '%s': %s", path, name, tostring(perr)), 0) end
+  end
+  if a.retrieve then
+    local r, opts = a.retrieve, {}
+    for k, v in pairs(r) do opts[k] = v end
+    if util.is_callable(r.query) then opts.query = app.QUERY_KEY end
+    local ok, rerr = pcall(a.engine.set_retrieval, a.engine, opts)
+    if not ok then error(string.format("%s: retrieve: %s", path, tostring(rerr)), 0) end
   end
   a.declared = a.policies -- every policy the app declares
   a.policies = names      -- the ones built into a.engine
