@@ -8,6 +8,7 @@
 #include "runtime/events.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -15,8 +16,12 @@
 #include "core/error.h"
 #include "runtime/policy_internal.h"
 
+/* An event's fixed-size data (its id, chosen row, candidate rows and
+ * logged candidate ids) lives in one block taken from a pool, and its
+ * attached context text in another: a decision costs no malloc once the
+ * pools are warm, and closing one costs no free. */
 typedef struct oa__event {
-  char *id; /* owned; NULL = empty ring slot */
+  char *id; /* in mem; NULL = empty ring slot */
   oa_policy *policy;
   double *x; /* chosen row (d) */
   int32_t arm;
@@ -33,15 +38,75 @@ typedef struct oa__event {
   int32_t n_logged;
   char **logged_ids;
   double *logged_probs;
-  char *context_json, *signals_json; /* for the decision log */
+  char *context_json; /* for the decision log: a pooled text (texts), or NULL */
+  char *signals_json; /* for the decision log: malloc'd, or NULL */
+  void *mem;          /* the pooled block (blocks) the pointers above point into */
 } oa__event;
+
+/* A free list of buffers that remember their capacity. Buffers come back
+ * when events close and go out again to the next decisions; past
+ * POOL_KEEP_BYTES of idle buffers the surplus is freed, so a burst of
+ * closes (expiry) does not pin memory. */
+#define POOL_KEEP_BYTES ((size_t)16 << 20)
+
+typedef struct pool_buf {
+  struct pool_buf *next;
+  size_t cap;
+  max_align_t data[];
+} pool_buf;
+
+typedef struct pool {
+  pool_buf *free;
+  size_t bytes; /* capacity of the buffers on the free list */
+} pool;
+
+static pool_buf *buf_of(void *data) {
+  return (pool_buf *)((char *)data - offsetof(pool_buf, data));
+}
+
+/* A buffer of at least n bytes (uninitialised), or NULL. */
+static void *pool_get(pool *p, size_t n) {
+  pool_buf *b = p->free;
+  if (b) {
+    p->free = b->next;
+    p->bytes -= b->cap;
+    if (b->cap >= n) return b->data;
+    free(b);
+  }
+  size_t cap = n < 256 ? 256 : n;
+  b = malloc(sizeof *b + cap);
+  if (!b) return NULL;
+  b->cap = cap;
+  return b->data;
+}
+
+static void pool_put(pool *p, void *data) {
+  if (!data) return;
+  pool_buf *b = buf_of(data);
+  if (p->bytes + b->cap > POOL_KEEP_BYTES) {
+    free(b);
+    return;
+  }
+  b->next = p->free;
+  p->free = b;
+  p->bytes += b->cap;
+}
+
+static void pool_drain(pool *p) {
+  while (p->free) {
+    pool_buf *b = p->free;
+    p->free = b->next;
+    free(b);
+  }
+  p->bytes = 0;
+}
 
 struct oa__events {
   oa_engine *engine;
   oa__event *ring;
-  int32_t cap, head, span, live; /* live events are in [head, head + span) */
-  oa_strmap index;               /* id -> ring position */
-  char **closed;                 /* ring of recently closed ids */
+  int32_t cap, head, span, live;     /* live events are in [head, head + span) */
+  oa_strmap index;                   /* id -> ring position */
+  char **closed;                     /* ring of recently closed ids */
   int32_t closed_next, closed_count; /* closed_count: slots ever filled */
   oa_strmap closed_index;
   oa_event_config cfg;
@@ -50,6 +115,7 @@ struct oa__events {
   oa_close_hook hook;
   void *hook_ud;
   oa_event_stats stats;
+  pool blocks, texts; /* event blocks, attached context texts */
 };
 
 static double monotonic_seconds(void *ud) {
@@ -75,19 +141,57 @@ const char *oa_combine_name(oa_combine c) {
   return c >= 0 && c <= OA_COMBINE_MEAN ? COMBINE_NAMES[c] : "?";
 }
 
-static void event_clear(oa__event *ev) {
-  free(ev->id);
-  free(ev->x);
-  free(ev->cand_x);
-  free(ev->cand_prob);
-  free(ev->cand_arm);
-  for (int32_t i = 0; i < ev->n_logged; i++)
-    free(ev->logged_ids[i]);
-  free(ev->logged_ids);
-  free(ev->logged_probs);
-  free(ev->context_json);
+static void event_clear(oa__events *t, oa__event *ev) {
+  pool_put(&t->blocks, ev->mem);
+  pool_put(&t->texts, ev->context_json);
   free(ev->signals_json);
   memset(ev, 0, sizeof *ev);
+}
+
+static size_t round8(size_t n) {
+  return (n + 7) & ~(size_t)7;
+}
+
+/* Takes ev's block for a row of dim, n_cand candidate rows, n_logged
+ * logged ids and `chars` bytes of strings (the event id and the logged
+ * ids, NULs included) and points ev's arrays into it. Returns where the
+ * strings go, or NULL when out of memory (ev unchanged). */
+static char *event_layout(oa__events *t, oa__event *ev, int32_t dim, int32_t n_cand,
+                          int32_t n_logged, size_t chars) {
+  size_t nd = (size_t)dim * (size_t)(1 + n_cand) + (size_t)n_cand + (size_t)n_logged;
+  size_t bytes = sizeof(double) * nd + round8(sizeof(int32_t) * (size_t)n_cand) +
+                 sizeof(char *) * (size_t)n_logged + chars;
+  char *m = pool_get(&t->blocks, bytes);
+  if (!m) return NULL;
+  ev->mem = m;
+  ev->x = (double *)m;
+  m += sizeof(double) * (size_t)dim;
+  ev->cand_x = n_cand ? (double *)m : NULL;
+  m += sizeof(double) * (size_t)dim * (size_t)n_cand;
+  ev->cand_prob = n_cand ? (double *)m : NULL;
+  m += sizeof(double) * (size_t)n_cand;
+  ev->logged_probs = n_logged ? (double *)m : NULL;
+  m += sizeof(double) * (size_t)n_logged;
+  ev->cand_arm = n_cand ? (int32_t *)m : NULL;
+  m += round8(sizeof(int32_t) * (size_t)n_cand);
+  ev->logged_ids = n_logged ? (char **)m : NULL;
+  m += sizeof(char *) * (size_t)n_logged;
+  ev->n_cand = n_cand;
+  ev->n_logged = n_logged;
+  return m;
+}
+
+/* Copies text into a pooled buffer for ev's context (NULL: none). */
+static int event_set_context(oa__events *t, oa__event *ev, const char *text, size_t len) {
+  char *copy = NULL;
+  if (text) {
+    if (!(copy = pool_get(&t->texts, len + 1))) return -1;
+    memcpy(copy, text, len);
+    copy[len] = 0;
+  }
+  pool_put(&t->texts, ev->context_json);
+  ev->context_json = copy;
+  return 0;
 }
 
 static void forget_closed(oa__events *t) {
@@ -119,10 +223,12 @@ oa__events *oa__events_new(oa_engine *e, oa_error *err) {
 void oa__events_free(oa__events *t) {
   if (!t) return;
   for (int32_t k = 0; k < t->span; k++) /* only the span can hold events */
-    event_clear(&t->ring[(t->head + k) % t->cap]);
+    event_clear(t, &t->ring[(t->head + k) % t->cap]);
   free(t->ring);
   oa_strmap_free(&t->index);
   forget_closed(t);
+  pool_drain(&t->blocks);
+  pool_drain(&t->texts);
   free(t);
 }
 
@@ -155,12 +261,18 @@ int oa__events_pending(const oa__events *t, const char *id, size_t len) {
 
 static void remember_closed(oa__events *t, const char *id) {
   char **slot = &t->closed[t->closed_next];
+  size_t len = strlen(id);
   if (*slot) {
-    oa_strmap_del(&t->closed_index, *slot, strlen(*slot));
-    free(*slot);
+    size_t old = strlen(*slot);
+    oa_strmap_del(&t->closed_index, *slot, old);
+    if (old < len) { /* ids are mostly of one length: the buffer is reused */
+      free(*slot);
+      *slot = NULL;
+    }
   }
-  *slot = strdup(id);
-  if (*slot && oa_strmap_put(&t->closed_index, *slot, strlen(*slot), 1)) {
+  if (!*slot) *slot = malloc(len + 1);
+  if (*slot) memcpy(*slot, id, len + 1);
+  if (*slot && oa_strmap_put(&t->closed_index, *slot, len, 1)) {
     free(*slot);
     *slot = NULL;
   }
@@ -181,7 +293,7 @@ static void remove_at(oa__events *t, int32_t pos, int remember) {
   if (!ev->id) return;
   oa_strmap_del(&t->index, ev->id, strlen(ev->id));
   if (remember) remember_closed(t, ev->id);
-  event_clear(ev);
+  event_clear(t, ev);
   t->live--;
   trim_head(t);
 }
@@ -245,39 +357,31 @@ static int close_at(oa__events *t, int32_t pos, int strict, oa_error *err) {
   return 0;
 }
 
-static int copy_logged(oa__event *ev, const oa_decide_request *req,
-                       const oa_decision *d) {
-  ev->logged_ids = calloc((size_t)d->n, sizeof(char *));
-  ev->logged_probs = malloc(sizeof(double) * (size_t)d->n);
-  if (!ev->logged_ids || !ev->logged_probs) return -1;
-  ev->n_logged = d->n;
-  for (int32_t i = 0; i < d->n; i++) {
-    size_t len = req->id_lens ? req->id_lens[i] : strlen(req->ids[i]);
-    if (!(ev->logged_ids[i] = strndup(req->ids[i], len))) return -1;
-    ev->logged_probs[i] = d->prob[i];
-  }
-  return 0;
+static size_t req_id_len(const oa_decide_request *req, int32_t i) {
+  return req->id_lens ? req->id_lens[i] : strlen(req->ids[i]);
 }
 
 int oa__events_keep(oa__events *t, oa_policy *p, const oa_decide_request *req,
                     const oa_decision *d, const oa_batch *batch, oa_error *err) {
   int32_t dim = batch->d ? batch->d : 1;
   oa__event ev = {0};
-  size_t idlen = strlen(d->event_id);
-  ev.id = strdup(d->event_id);
-  ev.x = malloc(sizeof(double) * (size_t)dim);
-  int ok = ev.id && ev.x;
-  if (ok && p->model->ops->needs_candidates) {
-    ev.n_cand = d->n;
-    ev.cand_x = malloc(sizeof(double) * (size_t)d->n * (size_t)dim);
-    ev.cand_prob = malloc(sizeof(double) * (size_t)d->n);
-    ev.cand_arm = malloc(sizeof(int32_t) * (size_t)d->n);
-    ok = ev.cand_x && ev.cand_prob && ev.cand_arm;
-  }
-  if (ok && t->hook) ok = copy_logged(&ev, req, d) == 0;
-  if (!ok) {
-    event_clear(&ev);
-    return oa_error_set(err, OA_ENOMEM, "out of memory for a pending event");
+  size_t idlen = strlen(d->event_id), chars = idlen + 1;
+  int32_t n_cand = p->model->ops->needs_candidates ? d->n : 0;
+  int32_t n_logged = t->hook ? d->n : 0;
+  for (int32_t i = 0; i < n_logged; i++)
+    chars += req_id_len(req, i) + 1;
+  char *s = event_layout(t, &ev, dim, n_cand, n_logged, chars);
+  if (!s) return oa_error_set(err, OA_ENOMEM, "out of memory for a pending event");
+  ev.id = s;
+  memcpy(s, d->event_id, idlen + 1);
+  s += idlen + 1;
+  for (int32_t i = 0; i < n_logged; i++) {
+    size_t len = req_id_len(req, i);
+    ev.logged_ids[i] = s;
+    memcpy(s, req->ids[i], len);
+    s[len] = 0;
+    s += len + 1;
+    ev.logged_probs[i] = d->prob[i];
   }
   memcpy(ev.x, batch->x + (size_t)d->chosen * (size_t)batch->ldx,
          sizeof(double) * (size_t)batch->d);
@@ -300,7 +404,7 @@ int oa__events_keep(oa__events *t, oa_policy *p, const oa_decide_request *req,
   }
   int32_t pos = (t->head + t->span) % t->cap;
   if (oa_strmap_put(&t->index, ev.id, idlen, pos)) {
-    event_clear(&ev);
+    event_clear(t, &ev);
     return oa_error_set(err, OA_ENOMEM, "out of memory for a pending event");
   }
   t->ring[pos] = ev;
@@ -370,10 +474,9 @@ int oa_engine_attach(oa_engine *e, const char *event_id, const char *context_jso
   int64_t pos;
   int rc = find(t, event_id, &pos, err);
   if (rc) return rc;
-  char *copy = strdup(context_json);
-  if (!copy) return oa_error_set(err, OA_ENOMEM, "out of memory");
-  free(t->ring[pos].context_json);
-  t->ring[pos].context_json = copy;
+  if (event_set_context(t, &t->ring[pos], context_json,
+                        context_json ? strlen(context_json) : 0))
+    return oa_error_set(err, OA_ENOMEM, "out of memory");
   return 0;
 }
 
@@ -554,6 +657,65 @@ static int read_doubles(oa_reader *in, double **out, size_t n) {
   return !*out || oa_read(in, *out, sizeof(double) * n) ? -1 : 0;
 }
 
+/* A decoded event before packing: every array on its own allocation. */
+static void loaded_free(oa__event *ev) {
+  free(ev->id);
+  free(ev->x);
+  free(ev->cand_x);
+  free(ev->cand_prob);
+  free(ev->cand_arm);
+  for (int32_t i = 0; ev->logged_ids && i < ev->n_logged; i++)
+    free(ev->logged_ids[i]);
+  free(ev->logged_ids);
+  free(ev->logged_probs);
+  free(ev->context_json);
+  free(ev->signals_json);
+  memset(ev, 0, sizeof *ev);
+}
+
+/* Moves a decoded event (row width d) into pooled memory as a table event:
+ * *out gets it and `in` is released either way. -1 when out of memory. */
+static int pack_loaded(oa__events *t, oa__event *in, int32_t d, oa__event *out) {
+  size_t idlen = strlen(in->id), chars = idlen + 1;
+  for (int32_t i = 0; i < in->n_logged; i++)
+    chars += strlen(in->logged_ids[i]) + 1;
+  oa__event ev = *in;
+  char *s = event_layout(t, &ev, d ? d : 1, in->n_cand, in->n_logged, chars);
+  if (!s) {
+    loaded_free(in);
+    return -1;
+  }
+  ev.context_json = NULL;
+  ev.signals_json = in->signals_json; /* malloc'd in both forms: moved */
+  in->signals_json = NULL;
+  ev.id = s;
+  memcpy(s, in->id, idlen + 1);
+  s += idlen + 1;
+  for (int32_t i = 0; i < in->n_logged; i++) {
+    size_t len = strlen(in->logged_ids[i]);
+    ev.logged_ids[i] = s;
+    memcpy(s, in->logged_ids[i], len + 1);
+    s += len + 1;
+    ev.logged_probs[i] = in->logged_probs[i];
+  }
+  memcpy(ev.x, in->x, sizeof(double) * (size_t)d);
+  if (in->n_cand) {
+    memcpy(ev.cand_x, in->cand_x, sizeof(double) * (size_t)in->n_cand * (size_t)d);
+    memcpy(ev.cand_prob, in->cand_prob, sizeof(double) * (size_t)in->n_cand);
+    memcpy(ev.cand_arm, in->cand_arm, sizeof(int32_t) * (size_t)in->n_cand);
+  }
+  int rc = in->context_json
+               ? event_set_context(t, &ev, in->context_json, strlen(in->context_json))
+               : 0;
+  loaded_free(in);
+  if (rc) {
+    event_clear(t, &ev);
+    return -1;
+  }
+  *out = ev;
+  return 0;
+}
+
 /* Decode one event; 1 when it belongs to a policy of this engine with the
  * same row width (restored), 0 when skipped, -1 on corrupt data. */
 static int load_event(oa__events *t, oa_reader *in, double now, oa__event *ev) {
@@ -626,20 +788,25 @@ int oa__events_load(oa__events *t, oa_reader *in, int32_t *restored, int32_t *sk
   double now = t->clock(t->clock_ud);
   *restored = *skipped = 0;
   for (uint32_t i = 0; i < n; i++) {
-    oa__event ev = {0};
-    int got = load_event(t, in, now, &ev);
+    oa__event tmp = {0}, ev;
+    int got = load_event(t, in, now, &tmp);
     if (got < 0) {
-      event_clear(&ev);
+      loaded_free(&tmp);
       return oa_error_set(err, OA_EFORMAT, "corrupt pending event %u of %u", i + 1, n);
     }
     if (got == 0 || t->span == t->cap) {
-      event_clear(&ev);
+      loaded_free(&tmp);
       (*skipped)++;
       continue;
     }
+    int32_t d = oa_policy_model(tmp.policy)->dim
+                    ? oa_policy_model(tmp.policy)->dim
+                    : oa_features_dim(oa_policy_features(tmp.policy));
+    if (pack_loaded(t, &tmp, d, &ev))
+      return oa_error_set(err, OA_ENOMEM, "out of memory");
     int32_t pos = (t->head + t->span) % t->cap;
     if (oa_strmap_put(&t->index, ev.id, strlen(ev.id), pos)) {
-      event_clear(&ev);
+      event_clear(t, &ev);
       return oa_error_set(err, OA_ENOMEM, "out of memory");
     }
     t->ring[pos] = ev;
