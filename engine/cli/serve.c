@@ -34,7 +34,8 @@ static void usage(FILE *out) {
       "  --snapshot-every  seconds between snapshots (default 60; 0: only at shutdown)\n"
       "  --no-watch        do not reload when the app's files change\n"
       "  --no-restore      start fresh even if the data directory holds a snapshot\n"
-      "  --seed            seed for event ids and decision randomness (default 0)\n");
+      "  --seed            seed for event ids and decision randomness (default 0)\n"
+      "  --catalog FILE    upsert the actions of a CSV at start (id, v0..vN, fields)\n");
 }
 
 static void on_stopped(oa_service *s, void *ud) {
@@ -87,6 +88,8 @@ int cli_serve(int argc, char **argv) {
       cfg.max_body_bytes = (size_t)strtoull(v, NULL, 10), i++;
     } else if (!strcmp(a, "--max-connections") && v) {
       cfg.max_connections = atoi(v), i++;
+    } else if (!strcmp(a, "--catalog") && v) {
+      cfg.catalog_path = v, i++;
     } else if (!strcmp(a, "--idle-timeout") && v) {
       cfg.idle_timeout = atof(v), i++;
     } else if (a[0] != '-' && !cfg.app_path) {

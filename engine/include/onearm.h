@@ -101,6 +101,10 @@ typedef struct oa_service_config {
   size_t lua_memory_bytes;     /* per Lua state; 0: 256 MiB */
   int64_t lua_instructions;    /* per hook call; 0: 10 million */
   uint64_t seed;               /* decision randomness and event ids */
+  const char *catalog_path;    /* NULL, or a CSV of actions upserted at start (after the
+                                  restore): header `id,<fields...>`; columns v0..vN form
+                                  the app's retrieval embedding field, numeric columns
+                                  are numbers, the others strings */
 } oa_service_config;
 
 void oa_service_config_defaults(oa_service_config *cfg);
@@ -142,6 +146,28 @@ typedef struct oa_result {
 int oa_service_decide(oa_service *s, const char *policy, const char *event_id,
                       const oa_field *context, int32_t n_context, const oa_candidate *cands,
                       int32_t n, oa_result *out, oa_error *err);
+/* Two-stage decision (README "Two-stage ranking"): retrieve the top n
+ * catalog actions for the context (or the given query vector) with the
+ * app's retrieval settings, then decide among them. out->n and probs are
+ * over the shortlist; out->chosen_id stays valid until the next catalog
+ * change or decision. */
+typedef struct oa_retrieve_options {
+  int32_t n;                        /* 0: the app's default */
+  int approximate;                  /* 1: the IVF index; 0: exact scan */
+  int32_t nprobe;                   /* 0: the app's default */
+  const float *query;               /* NULL: from the context or the policy */
+  int32_t query_dim;
+  double fresh_share;               /* < 0: the app's default */
+  const char *const *exclude;       /* ids never to retrieve */
+  int32_t n_exclude;
+  const char *const *equal_fields;  /* metadata filters field == value */
+  const char *const *equal_values;
+  int32_t n_equal;
+} oa_retrieve_options;
+int oa_service_decide_retrieve(oa_service *s, const char *policy, const char *event_id,
+                               const oa_field *context, int32_t n_context,
+                               const oa_retrieve_options *opt, oa_result *out,
+                               oa_error *err);
 /* A reward for an event (combined and closed as the app says). */
 int oa_service_reward(oa_service *s, const char *event_id, double value, oa_error *err);
 /* Catalog maintenance in process. */

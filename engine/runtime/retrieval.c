@@ -646,6 +646,9 @@ int oa_engine_retrieve(oa_engine *e, oa_policy *p, const oa_retrieve_request *rq
   double t0 = now_s();
   int32_t count = 0;
   int approx = rq->mode == OA_RETRIEVE_APPROX;
+  /* While the index is being built in the background, approximate
+   * requests are answered exactly rather than block on a second build. */
+  if (approx && !r->ivf && r->readers) approx = 0;
   if (approx) {
     if (!r->ivf && oa_vecstore_count(r->vs) > 0 && (rc = maybe_build(r, err))) goto done;
     if (r->ivf)

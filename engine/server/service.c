@@ -26,10 +26,13 @@
 
 #include "core/error.h"
 #include "onearm.h"
+#include "catalog/filter.h"
 #include "runtime/declog.h"
+#include "runtime/retrieval.h"
 #include "runtime/snapshot.h"
 #include "server/api.h"
 #include "server/app.h"
+#include "server/catalog_csv.h"
 #include "server/http.h"
 #include "server/json.h"
 
@@ -65,6 +68,10 @@ struct oa_service {
   void (*done)(oa_service *s, void *ud);
   void *done_ud;
   oa_json_arena arena; /* in-process decisions */
+  /* retrieval maintenance (index rebuild, recall) on the thread pool */
+  uv_timer_t retr_timer;
+  uv_work_t retr_work;
+  oa_retrieval_job *retr_job;
 };
 
 void oa_service_config_defaults(oa_service_config *cfg) {
@@ -198,6 +205,8 @@ oa_service *oa_service_new(const oa_service_config *cfg, oa_error *err) {
               rep.policies_restored, (long long)rep.actions, rep.events_restored,
               rep.file);
   }
+  if (cfg->catalog_path && oa_service_load_catalog(s->engine, cfg->catalog_path, err))
+    goto fail;
   if (cfg->decision_log) {
     if (!(s->log = oa_declog_open(s->data_dir, cfg->log_rotate_bytes, err))) goto fail;
     oa_engine_set_close_hook(s->engine, log_closed_event, s);
@@ -220,6 +229,36 @@ int oa_service_port(const oa_service *s) {
 
 /* ---- timers ---- */
 
+/* Retrieval maintenance: when the index is missing (big catalog) or
+ * stale, or sampled queries wait for their recall check, the work runs on
+ * the libuv thread pool; the store is frozen meanwhile (retrieval.h). */
+static void retr_work(uv_work_t *w) {
+  oa_service *s = w->data;
+  oa_retrieval_job_run(s->retr_job);
+}
+
+static void maybe_finish_stop(oa_service *s);
+
+static void retr_done(uv_work_t *w, int status) {
+  (void)status;
+  oa_service *s = w->data;
+  oa_engine_retrieval_job_end(s->engine, s->retr_job);
+  s->retr_job = NULL;
+  if (s->stopping) maybe_finish_stop(s);
+}
+
+static void on_retr_timer(uv_timer_t *t) {
+  oa_service *s = t->data;
+  if (s->retr_job || s->stopping) return;
+  int jobs = oa_engine_retrieval_jobs(s->engine);
+  if (!jobs || !(s->retr_job = oa_engine_retrieval_job_begin(s->engine, jobs))) return;
+  s->retr_work.data = s;
+  if (uv_queue_work(s->loop, &s->retr_work, retr_work, retr_done)) {
+    oa_retrieval_job_run(s->retr_job); /* no thread pool: do it here */
+    retr_done(&s->retr_work, 0);
+  }
+}
+
 static void on_expire(uv_timer_t *t) {
   oa_service *s = t->data;
   oa_server_app_budget_reset(s->app);
@@ -237,8 +276,6 @@ static void write_snapshot_work(uv_work_t *w) {
   oa_service *s = w->data;
   oa_snapshot_write_file(s->data_dir, &s->payload, &s->work_err);
 }
-
-static void maybe_finish_stop(oa_service *s);
 
 static void write_snapshot_done(uv_work_t *w, int status) {
   oa_service *s = w->data;
@@ -409,6 +446,8 @@ int oa_service_start(oa_service *s, struct uv_loop_s *loop, oa_error *err) {
   s->open_handles++;
   uv_timer_start(&s->expire, on_expire, 250, 250);
   uv_timer_start(&s->flush, on_flush, 1000, 1000);
+  init_timer(s, &s->retr_timer);
+  uv_timer_start(&s->retr_timer, on_retr_timer, 500, 2000);
   if (s->cfg.snapshot_interval > 0) {
     uint64_t ms = (uint64_t)(s->cfg.snapshot_interval * 1000);
     uv_timer_start(&s->snapshot, on_snapshot, ms, ms);
@@ -418,7 +457,8 @@ int oa_service_start(oa_service *s, struct uv_loop_s *loop, oa_error *err) {
 }
 
 static void maybe_finish_stop(oa_service *s) {
-  if (!s->http_done || s->open_handles > 0 || s->writing || !s->done) return;
+  if (!s->http_done || s->open_handles > 0 || s->writing || s->retr_job || !s->done)
+    return;
   oa_error err;
   if (oa_service_snapshot(s, &err))
     fprintf(stderr, "onearm: final snapshot: %s\n", err.message);
@@ -447,7 +487,8 @@ void oa_service_stop(oa_service *s, void (*done)(oa_service *s, void *ud), void 
   }
   uv_handle_t *handles[] = {(uv_handle_t *)&s->expire, (uv_handle_t *)&s->snapshot,
                             (uv_handle_t *)&s->flush, (uv_handle_t *)&s->debounce,
-                            (uv_handle_t *)&s->reload_async};
+                            (uv_handle_t *)&s->reload_async,
+                            (uv_handle_t *)&s->retr_timer};
   for (size_t i = 0; i < sizeof handles / sizeof handles[0]; i++) {
     handles[i]->data = s;
     uv_close(handles[i], on_handle_closed);
@@ -552,5 +593,57 @@ int oa_service_remove_action(oa_service *s, const char *id, oa_error *err) {
   if (!id) return oa_error_set(err, OA_EINVAL, "an action needs an id");
   if (oa_catalog_remove(oa_engine_catalog(s->engine), id, strlen(id)))
     return oa_error_set(err, OA_ENOTFOUND, "unknown action '%s'", id);
+  return 0;
+}
+
+/* Two-stage in process: the same path as POST /v1/rank with retrieve. */
+int oa_service_decide_retrieve(oa_service *s, const char *policy, const char *event_id,
+                               const oa_field *context, int32_t n_context,
+                               const oa_retrieve_options *opt, oa_result *out,
+                               oa_error *err) {
+  oa_policy *p = service_policy(s, policy, err);
+  if (!p) return OA_ENOTFOUND;
+  const oa_retrieval_config *rc = oa_engine_retrieval_config(s->engine);
+  if (!rc)
+    return oa_error_set(err, OA_EINVAL,
+                        "retrieval is not configured: the app needs retrieve = {...}");
+  oa_retrieve_options none = {.fresh_share = -1};
+  if (!opt) opt = &none;
+  if (opt->n_equal < 0 || opt->n_equal > OA_VEC_MAX_META || opt->n_exclude < 0)
+    return oa_error_set(err, OA_EINVAL, "bad filter counts");
+  oa_features *fs = oa_policy_features(p);
+  int32_t nctx = oa_features_nfields(fs, OA_SIDE_CONTEXT);
+  oa_json_arena_reset(&s->arena);
+  oa_value *ctx = oa_json_arena_alloc(&s->arena, sizeof(oa_value) * (size_t)(nctx + 1));
+  if (!ctx) return oa_error_set(err, OA_ENOMEM, "out of memory");
+  int rc_ = oa_features_bind(fs, OA_SIDE_CONTEXT, context, n_context, ctx, err);
+  if (rc_) return oa_error_prefix(err, "context");
+  oa_filter_pred preds[OA_VEC_MAX_META];
+  for (int32_t i = 0; i < opt->n_equal; i++)
+    preds[i] = (oa_filter_pred){
+        .field = opt->equal_fields[i], .op = OA_PRED_EQ, .value = opt->equal_values[i]};
+  oa_filter_spec fsp = {.exclude_ids = opt->exclude,
+                        .n_exclude = opt->n_exclude,
+                        .preds = preds,
+                        .n_preds = opt->n_equal};
+  oa_retrieve_request rq = {
+      .n = opt->n ? opt->n : rc->n,
+      .mode = opt->approximate ? OA_RETRIEVE_APPROX : OA_RETRIEVE_EXACT,
+      .nprobe = opt->nprobe,
+      .query = opt->query,
+      .query_dim = opt->query_dim,
+      .filter = (opt->n_exclude || opt->n_equal) ? &fsp : NULL,
+      .fresh_share = opt->fresh_share};
+  oa_decide_request req = {
+      .event_id = event_id, .context = ctx, .keep_event = 1, .retrieve = &rq};
+  oa_decision d;
+  oa_server_app_budget_reset(s->app);
+  rc_ = oa_policy_decide(p, &req, &d, err);
+  if (rc_) return rc_;
+  snprintf(out->event_id, sizeof out->event_id, "%s", d.event_id);
+  out->chosen = d.chosen;
+  out->chosen_id = d.ids[d.chosen];
+  out->n = d.n;
+  out->probs = d.prob;
   return 0;
 }
