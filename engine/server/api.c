@@ -88,6 +88,7 @@ struct oa_api {
   oa_http_server *http;
   oa_json_parser *parser;
   oa_json_arena arena;
+  oa_buf logbuf; /* the decision log's context text, reused across requests */
   route_metrics metrics[R_COUNT];
 };
 
@@ -147,6 +148,7 @@ void oa_api_free(oa_api *api) {
   free(api->admin_token);
   oa_json_parser_free(api->parser);
   oa_json_arena_free(&api->arena);
+  oa_buf_free(&api->logbuf);
   free(api);
 }
 
@@ -367,32 +369,168 @@ static int excluded(json_object *ex, const char *id, size_t len) {
   return 0;
 }
 
+/* ---- the request's own JSON text ----
+ * The body was validated by the parser, so these scanners only find
+ * boundaries: they never see malformed input. */
+
+static const char *skip_ws(const char *p, const char *end) {
+  while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
+    p++;
+  return p;
+}
+
+/* p at an opening quote: past the closing one; *escaped says whether the
+ * string holds an escape. */
+static const char *skip_string(const char *p, const char *end, int *escaped) {
+  for (p++; p < end && *p != '"'; p++)
+    if (*p == '\\') {
+      *escaped = 1;
+      p++;
+    }
+  return p < end ? p + 1 : end;
+}
+
+static const char *skip_value(const char *p, const char *end) {
+  int esc = 0;
+  if (p < end && *p == '"') return skip_string(p, end, &esc);
+  if (p < end && (*p == '{' || *p == '[')) {
+    int depth = 0;
+    while (p < end) {
+      if (*p == '"') {
+        p = skip_string(p, end, &esc);
+        continue;
+      }
+      if (*p == '{' || *p == '[') depth++;
+      if (*p == '}' || *p == ']') depth--;
+      p++;
+      if (depth == 0) break;
+    }
+    return p;
+  }
+  while (p < end && *p != ',' && *p != '}' && *p != ']' && *p != ' ' && *p != '\t' &&
+         *p != '\r' && *p != '\n')
+    p++;
+  return p;
+}
+
+/* The text of the top-level member `key` of the object in s[0..n): the last
+ * occurrence, as in the parsed document. NULL when absent, or when a key
+ * spelled with escapes could be the same key. */
+static const char *raw_member(const char *s, size_t n, const char *key, size_t *len) {
+  const char *p = skip_ws(s, s + n), *end = s + n, *found = NULL;
+  size_t klen = strlen(key);
+  if (p >= end || *p != '{') return NULL;
+  p = skip_ws(p + 1, end);
+  while (p < end && *p == '"') {
+    int esc = 0;
+    const char *k = p + 1;
+    p = skip_string(p, end, &esc);
+    if (esc) return NULL;
+    int match = (size_t)(p - 1 - k) == klen && !memcmp(k, key, klen);
+    p = skip_ws(p, end);
+    if (p >= end || *p != ':') return NULL;
+    p = skip_ws(p + 1, end);
+    const char *v = p;
+    p = skip_value(p, end);
+    if (match) {
+      found = v;
+      *len = (size_t)(p - v);
+    }
+    p = skip_ws(p, end);
+    if (p < end && *p == ',') p = skip_ws(p + 1, end);
+  }
+  return found;
+}
+
+/* Object members in a parsed value, nested ones included. */
+static size_t count_members(json_object *o) {
+  size_t n = 0;
+  if (is_type(o, json_type_object)) {
+    json_object_object_foreach(o, k, v) {
+      (void)k;
+      n += 1 + count_members(v);
+    }
+  } else if (is_type(o, json_type_array)) {
+    size_t len = json_object_array_length(o);
+    for (size_t i = 0; i < len; i++)
+      n += count_members(json_object_array_get_idx(o, i));
+  }
+  return n;
+}
+
+/* Appends the JSON text t[0..n) without the whitespace between tokens;
+ * returns the number of object members it holds (its ':' outside
+ * strings). */
+static size_t put_compact(oa_buf *b, const char *t, size_t n) {
+  size_t members = 0, run = 0, i = 0;
+  while (i < n) {
+    char ch = t[i];
+    if (ch == '"') {
+      int esc = 0;
+      i = (size_t)(skip_string(t + i, t + n, &esc) - t);
+      continue;
+    }
+    if (ch == ':') members++;
+    if (ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n') {
+      oa_buf_put(b, t + run, i - run);
+      run = i + 1;
+    }
+    i++;
+  }
+  oa_buf_put(b, t + run, n - run);
+  return members;
+}
+
+/* The context as compact JSON text into b: the request's own text of it
+ * when ctx is the document's member as sent (no re-serialisation), else
+ * json-c's. Duplicate keys (which the parsed document dropped) are caught
+ * by counting members and fall back to json-c too. */
+static void put_context_text(call *c, oa_buf *b, json_object *ctx, const char *key) {
+  size_t len = 0, mark = b->len;
+  const char *raw = ctx && ctx == member(c->doc, key)
+                        ? raw_member(c->req->body, c->req->body_len, key, &len)
+                        : NULL;
+  if (raw) {
+    if (put_compact(b, raw, len) == count_members(ctx)) return;
+    b->len = mark;
+  }
+  const char *text = json_object_to_json_string_ext(ctx, JSON_C_TO_STRING_PLAIN);
+  oa_buf_put(b, text, strlen(text));
+}
+
 /* The decision log's `c` (VW DSJSON): the context's fields with `_multi`,
  * one object per candidate in candidate order (inline features, or just
  * the id for catalog actions). A list context (Personalizer's) is kept
- * under "contextFeatures". Failing to attach only loses log detail. */
+ * under "contextFeatures". Failing to attach only loses log detail. The
+ * text is composed in a buffer kept by the API. */
 static void attach_context(call *c, const char *event_id, json_object *ctx, int ctx_list,
-                           json_object *acts, const char **ids, const size_t *lens,
-                           int32_t n) {
-  oa_buf b;
-  oa_buf_init(&b);
-  const char *text =
-      ctx ? json_object_to_json_string_ext(ctx, JSON_C_TO_STRING_PLAIN) : NULL;
-  if (text && ctx_list) {
-    put(&b, "{\"contextFeatures\":");
-    put(&b, text);
-    put(&b, ",");
-  } else if (text && strlen(text) > 2) {
-    oa_buf_put(&b, text, strlen(text) - 1); /* without the closing brace */
-    put(&b, ",");
+                           const char *ctx_key, json_object *acts, const char **ids,
+                           const size_t *lens, int32_t n) {
+  oa_buf *b = &c->api->logbuf;
+  b->len = 0;
+  b->failed = 0;
+  if (ctx && ctx_list) {
+    put(b, "{\"contextFeatures\":");
+    put_context_text(c, b, ctx, ctx_key);
+    put(b, ",");
+  } else if (ctx) {
+    size_t mark = b->len;
+    put_context_text(c, b, ctx, ctx_key); /* an object: "{...}" */
+    if (b->len - mark > 2) {
+      b->len--; /* without the closing brace */
+      put(b, ",");
+    } else {
+      b->len = mark;
+      put(b, "{");
+    }
   } else {
-    put(&b, "{");
+    put(b, "{");
   }
-  put(&b, "\"_multi\":[");
+  put(b, "\"_multi\":[");
   for (int32_t i = 0; i < n; i++) {
-    if (i) put(&b, ",");
-    put(&b, "{\"id\":");
-    oa_json_put_str(&b, ids[i], lens[i]);
+    if (i) put(b, ",");
+    put(b, "{\"id\":");
+    oa_json_put_str(b, ids[i], lens[i]);
     json_object *f = NULL;
     for (size_t k = 0; acts && k < json_object_array_length(acts) && !f; k++) {
       json_object *it = json_object_array_get_idx(acts, k), *idv = member(it, "id");
@@ -401,16 +539,15 @@ static void attach_context(call *c, const char *event_id, json_object *ctx, int 
         f = member(it, "features");
     }
     if (f) {
-      put(&b, ",\"features\":");
-      put(&b, json_object_to_json_string_ext(f, JSON_C_TO_STRING_PLAIN));
+      put(b, ",\"features\":");
+      put(b, json_object_to_json_string_ext(f, JSON_C_TO_STRING_PLAIN));
     }
-    put(&b, "}");
+    put(b, "}");
   }
-  put(&b, "]}");
-  oa_buf_put(&b, "", 1);
+  put(b, "]}");
+  oa_buf_put(b, "", 1);
   oa_error err;
-  if (!b.failed) oa_engine_attach(c->api->engine, event_id, (const char *)b.data, &err);
-  oa_buf_free(&b);
+  if (!b->failed) oa_engine_attach(c->api->engine, event_id, (const char *)b->data, &err);
 }
 
 /* Two-stage ranking (server/retrieve.c): the shortlist for `retrieve`
@@ -657,7 +794,8 @@ static void rank_body(call *c, int personalizer) {
     return;
   }
 
-  if (api->log_context) attach_context(c, d.event_id, ctx, ctx_list, acts, ids, lens, n);
+  if (api->log_context)
+    attach_context(c, d.event_id, ctx, ctx_list, ctx_key, acts, ids, lens, n);
 
   /* Ranking: the chosen action first, then by probability. */
   ranked *order = oa_json_arena_alloc(&api->arena, sizeof *order * (size_t)n);
