@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include "cli/cli.h"
+#include "core/tensor.h"
 #include "onearm.h"
 
 typedef struct serve_state {
@@ -59,6 +60,9 @@ static void on_signal(uv_signal_t *h, int signum) {
 }
 
 int cli_serve(int argc, char **argv) {
+  /* One BLAS thread (DESIGN.md §8): its spinning workers would compete
+   * with the loop and the retrieval pool for the same cores. */
+  if (!getenv("OPENBLAS_NUM_THREADS")) oa_blas_threads(1);
   oa_service_config cfg;
   oa_service_config_defaults(&cfg);
   cfg.listen = "127.0.0.1:8080";

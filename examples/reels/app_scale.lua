@@ -32,7 +32,7 @@ return oa.app {
     field = "emb", dim = DIM,
     meta = { topic = "cat", language = "cat", age = "num" },
     query = "user_emb",       -- the two-tower query: the user's embedding
-    n = 200, mode = "approximate", nprobe = 24,
+    n = 200, mode = "approximate", nprobe = 96,
     fresh_share = 0.05,
     build_at = 10000,         -- build the IVF index at start on big catalogs
     index = "i8",             -- compact lists, exact re-ranking
