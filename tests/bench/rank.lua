@@ -20,7 +20,11 @@ local GENDERS = { "f", "m", "x" }
 
 local catalog, reward_fraction = 3000, 0
 local bodies, next_body = {}, 1
-local pending, npending = {}, 0 -- event ids waiting for a reward
+-- Event ids waiting for a reward: a ring of the most recent ones (older
+-- ones are overwritten, so a reward never targets an event the full table
+-- has already evicted, which would be a 409).
+local RING = 64
+local pending, npending, pnext = {}, 0, 0
 -- "kind status" -> count; global and flat because done() reads it through
 -- thread:get, which copies flat tables only (nested ones crash wrk 4.1)
 counts = {}
@@ -66,8 +70,8 @@ local rank_headers = { ["Content-Type"] = "application/json" }
 
 function request()
   if npending > 0 and math.random() < reward_fraction then
-    local ev = pending[npending]
-    pending[npending] = nil
+    pnext = (pnext - 1) % RING -- the newest
+    local ev = pending[pnext + 1]
     npending = npending - 1
     local body = string.format('{"signals":{"watched":%.2f,"liked":%d,"shared":%d}}',
       math.random(), math.random(0, 1), math.random(0, 9) == 0 and 1 or 0)
@@ -82,11 +86,12 @@ function response(status, headers, body)
   local kind = "other"
   if body:find('"ranking"', 1, true) then
     kind = "rank"
-    if reward_fraction > 0 and npending < 1000 then
+    if reward_fraction > 0 then
       local ev = body:match('"eventId":"([^"]+)"')
       if ev then
-        npending = npending + 1
-        pending[npending] = ev
+        pending[pnext + 1] = ev
+        pnext = (pnext + 1) % RING
+        if npending < RING then npending = npending + 1 end
       end
     end
   elseif body:find('"reward"', 1, true) then
