@@ -95,7 +95,13 @@ static void rotates_by_size(void) {
   for (int i = 0; i < 5; i++)
     CHECK_OK(oa_declog_write(log, &ev, "v", 1.8e9 + i, &err));
   oa_declog_close(log);
+  /* integers print exactly, negative ones too */
   char cmd[256];
+  snprintf(cmd, sizeof cmd,
+           "cat %s/decisions*.jsonl | grep -q '\"_label_cost\":-1,\"_label_probability\":0.5,"
+           "\"_label_Action\":2,\"_labelIndex\":1,'",
+           dir);
+  CHECK(system(cmd) == 0);
   snprintf(cmd, sizeof cmd, "test $(ls %s | grep -c '^decisions-') -ge 1", dir);
   CHECK(system(cmd) == 0);
 }
