@@ -26,22 +26,6 @@ static int f_finalize(lua_State *L) {
   return 0;
 }
 
-static const char *kind_name(oa_field_kind k) {
-  switch (k) {
-  case OA_FK_NUM:
-    return "num";
-  case OA_FK_CAT:
-    return "cat";
-  case OA_FK_SET:
-    return "set";
-  case OA_FK_DENSE:
-    return "dense";
-  case OA_FK_CYCLIC:
-    return "cyclic";
-  }
-  return "?";
-}
-
 /* "num", "log", "cat", "set", "bag", "dense:N", "cyclic:P" into f. */
 static void parse_kind(lua_State *L, const char *where, const char *s, oa_field_spec *f) {
   char *end;
@@ -316,7 +300,7 @@ static int l_fields(lua_State *L) {
     lua_createtable(L, 0, 3);
     lua_pushstring(L, f->name);
     lua_setfield(L, -2, "name");
-    lua_pushstring(L, kind_name(f->kind));
+    lua_pushstring(L, oa_field_kind_name(f->kind));
     lua_setfield(L, -2, "kind");
     if (f->kind == OA_FK_DENSE) {
       lua_pushinteger(L, f->length);

@@ -47,28 +47,6 @@ struct oa_ivf {
 
 /* ---- kernels ------------------------------------------------------------ */
 
-static float dot_f32(const float *a, const float *b, int32_t d) {
-  int32_t j = 0;
-  float s = 0;
-#ifdef IVF_AVX2
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  for (; j + 16 <= d; j += 16) {
-    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + j), _mm256_loadu_ps(b + j), acc0);
-    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + j + 8), _mm256_loadu_ps(b + j + 8), acc1);
-  }
-  for (; j + 8 <= d; j += 8)
-    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + j), _mm256_loadu_ps(b + j), acc0);
-  acc0 = _mm256_add_ps(acc0, acc1);
-  __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc0), _mm256_extractf128_ps(acc0, 1));
-  h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-  h = _mm_add_ss(h, _mm_movehdup_ps(h));
-  s = _mm_cvtss_f32(h);
-#endif
-  for (; j < d; j++)
-    s += a[j] * b[j];
-  return s;
-}
-
 /* Scores of 8 consecutive rows of a list into out[0..7]. F32: codes are
  * floats with stride a multiple of 8. I8: codes are int8 with stride a
  * multiple of 32; qabs holds |q| and qsgn the quantised query q, so that
@@ -93,7 +71,7 @@ static void scan8_f32(const float *codes, int32_t stride, const float *q, float 
   _mm256_storeu_ps(out, r);
 #else
   for (int v = 0; v < 8; v++)
-    out[v] = dot_f32(codes + (size_t)v * stride, q, stride);
+    out[v] = oa_sdot(codes + (size_t)v * stride, q, stride);
 #endif
 }
 
@@ -224,7 +202,7 @@ static int32_t nearest_list(const oa_ivf *ivf, const float *v) {
   int32_t best = 0;
   float bs = -FLT_MAX;
   for (int32_t c = 0; c < ivf->nlist; c++) {
-    float s = dot_f32(v, ivf->centroids + (size_t)c * ivf->dim, ivf->dim);
+    float s = oa_sdot(v, ivf->centroids + (size_t)c * ivf->dim, ivf->dim);
     if (s > bs) {
       bs = s;
       best = c;
@@ -492,7 +470,7 @@ int oa_ivf_search_fn(const oa_ivf *ivf, const oa_vecstore *vs, const float *quer
   /* The nprobe lists of largest centroid score, best first. */
   int32_t np = 0;
   for (int32_t c = 0; c < ivf->nlist; c++) {
-    cs[c] = dot_f32(qf, ivf->centroids + (size_t)c * dim, dim);
+    cs[c] = oa_sdot(qf, ivf->centroids + (size_t)c * dim, dim);
     heap_push(probes, &np, nprobe, (cand){cs[c], c});
   }
   qsort(probes, (size_t)np, sizeof(cand), cand_desc);
@@ -522,10 +500,10 @@ int oa_ivf_search_fn(const oa_ivf *ivf, const oa_vecstore *vs, const float *quer
     if (!oa_vecstore_is_live(vs, row)) continue;
     cand c = heap[i];
     if (direct) {
-      c.score = dot_f32(qf, oa_vecstore_row_ptr(vs, row), dim);
+      c.score = oa_sdot(qf, oa_vecstore_row_ptr(vs, row), dim);
     } else if (i8) {
       if (oa_vecstore_get(vs, row, vbuf) != 0) continue;
-      c.score = dot_f32(qf, vbuf, dim);
+      c.score = oa_sdot(qf, vbuf, dim);
     }
     heap_push(best, &bn, n, c);
   }
@@ -664,7 +642,7 @@ int oa_ivf_exact_scan(void *ud, const oa_vecstore *vs, const float *query, int32
   int64_t rows = oa_vecstore_rows(vs);
   for (int64_t r = 0; r < rows; r++) {
     if (!oa_vecstore_is_live(vs, r) || oa_vecstore_get(vs, r, v) != 0) continue;
-    heap_push(heap, &hn, n, (cand){dot_f32(query, v, dim), (int32_t)r});
+    heap_push(heap, &hn, n, (cand){oa_sdot(query, v, dim), (int32_t)r});
   }
   qsort(heap, (size_t)hn, sizeof(cand), cand_desc);
   for (int32_t i = 0; i < hn; i++) {

@@ -17,7 +17,7 @@
 
 /* Inner product of two float vectors; vectorised by hand because -O2
  * without -ffast-math will not reassociate a float reduction. */
-static float dot_f32(const float *a, const float *b, int32_t d) {
+float oa_sdot(const float *a, const float *b, int32_t d) {
   int32_t j = 0;
   float s = 0;
 #if defined(__AVX2__) && defined(__FMA__)
@@ -61,7 +61,7 @@ int oa_kmeans_assign(const float *x, int64_t n, int32_t dim, int64_t ld,
   }
   for (int32_t c = 0; c < k; c++)
     half[c] = spherical ? 0.0f
-                        : 0.5f * dot_f32(centroids + (size_t)c * dim,
+                        : 0.5f * oa_sdot(centroids + (size_t)c * dim,
                                          centroids + (size_t)c * dim, dim);
   for (int64_t i0 = 0; i0 < n; i0 += bs) {
     int64_t rows = n - i0 < bs ? n - i0 : bs;
@@ -84,7 +84,7 @@ int oa_kmeans_assign(const float *x, int64_t n, int32_t dim, int64_t ld,
           best_out[i0 + r] = best;
         } else {
           const float *xr = x + (i0 + r) * ld;
-          float d2 = dot_f32(xr, xr, dim) - 2.0f * best;
+          float d2 = oa_sdot(xr, xr, dim) - 2.0f * best;
           best_out[i0 + r] = d2 > 0 ? d2 : 0;
         }
       }
@@ -96,7 +96,7 @@ int oa_kmeans_assign(const float *x, int64_t n, int32_t dim, int64_t ld,
 }
 
 static void normalize(float *v, int32_t d) {
-  float nn = dot_f32(v, v, d);
+  float nn = oa_sdot(v, v, d);
   if (nn > 0) {
     float inv = 1.0f / sqrtf(nn);
     for (int32_t j = 0; j < d; j++)
@@ -128,12 +128,12 @@ static void seed_plusplus(const float *t, int64_t s, int32_t dim, int32_t k,
                           double *nd, double *bd, float *norms) {
   double total = 0;
   for (int64_t i = 0; i < s; i++)
-    norms[i] = dot_f32(t + i * dim, t + i * dim, dim);
+    norms[i] = oa_sdot(t + i * dim, t + i * dim, dim);
   int64_t pick = (int64_t)oa_rng_below(rng, (uint64_t)s);
   const float *cp = t + pick * dim;
   memcpy(cent, cp, (size_t)dim * sizeof(float));
   for (int64_t i = 0; i < s; i++) {
-    double d = (double)norms[i] + norms[pick] - 2.0 * dot_f32(t + i * dim, cp, dim);
+    double d = (double)norms[i] + norms[pick] - 2.0 * oa_sdot(t + i * dim, cp, dim);
     d2[i] = d > 0 ? d : 0;
     total += d2[i];
   }
@@ -150,7 +150,7 @@ static void seed_plusplus(const float *t, int64_t s, int32_t dim, int32_t k,
       const float *cv = t + cand * dim;
       double sum = 0;
       for (int64_t i = 0; i < s; i++) {
-        double d = (double)norms[i] + norms[cand] - 2.0 * dot_f32(t + i * dim, cv, dim);
+        double d = (double)norms[i] + norms[cand] - 2.0 * oa_sdot(t + i * dim, cv, dim);
         if (d < 0) d = 0;
         nd[i] = d < d2[i] ? d : d2[i];
         sum += nd[i];

@@ -49,6 +49,10 @@ typedef struct oa_kmeans_config {
  * non-NULL, receives the index of the nearest centre of each of the n rows
  * (a final assignment over all rows, not just the subsample). Returns 0, or
  * OA_EINVAL (k out of range, dim < 1, non-finite input), OA_ENOMEM. */
+/* The inner product of two float vectors of length d (AVX2/FMA when the
+ * build has it); shared by k-means and the IVF index. */
+float oa_sdot(const float *a, const float *b, int32_t d);
+
 int oa_kmeans(const float *x, int64_t n, int32_t dim, int64_t ld,
               const oa_kmeans_config *cfg, float *centroids_out, int32_t *assign_out,
               oa_error *err);

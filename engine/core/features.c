@@ -82,7 +82,7 @@ struct oa_fpart {
   double *tw;
 };
 
-static const char *kind_name(oa_field_kind k) {
+const char *oa_field_kind_name(oa_field_kind k) {
   switch (k) {
   case OA_FK_NUM:
     return "num";
@@ -686,12 +686,12 @@ static int reserve(oa_fpart *p, int32_t k) {
 static int type_error(const fs_field *f, const char *expects, const oa_value *v,
                       oa_error *err) {
   return oa_error_set(err, OA_EINVAL, "field '%s' (%s) expects %s, got %s", f->spec.name,
-                      kind_name(f->spec.kind), expects, type_name(v->type));
+                      oa_field_kind_name(f->spec.kind), expects, type_name(v->type));
 }
 
 static int not_finite(const fs_field *f, oa_error *err) {
   return oa_error_set(err, OA_ENUMERIC, "field '%s' (%s): value is NaN or infinite",
-                      f->spec.name, kind_name(f->spec.kind));
+                      f->spec.name, oa_field_kind_name(f->spec.kind));
 }
 
 static inline int32_t token_index(const fs_field *f, uint64_t tok) {

@@ -115,6 +115,8 @@ oa_features *oa_features_retain(oa_features *fs);
 void oa_features_release(oa_features *fs); /* frees at 0; NULL is fine */
 
 int32_t oa_features_dim(const oa_features *fs);
+/* "num", "cat", "set", "dense", "cyclic" ("?" for anything else). */
+const char *oa_field_kind_name(oa_field_kind k);
 /* Fields of one side, in declaration order: their "slots". */
 int32_t oa_features_nfields(const oa_features *fs, oa_side side);
 const oa_field_spec *oa_features_field(const oa_features *fs, oa_side side, int32_t slot);
