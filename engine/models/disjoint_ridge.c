@@ -328,46 +328,17 @@ static int dridge_load(oa_model *m, oa_reader *in, oa_error *err) {
 
 static int dridge_set_param(oa_model *m, const char *name, double value, oa_error *err) {
   dridge *r = (dridge *)m;
-  if (!strcmp(name, "lambda")) {
-    if (!(value > 0) || !isfinite(value))
-      return oa_error_set(err, OA_EINVAL, "lambda must be a positive number, got %g",
-                          value);
-    if (!r->fresh)
-      return oa_error_set(err, OA_ESTATE,
-                          "lambda can only change before the disjoint ridge learns");
-    r->cfg.lambda = value;
-  } else if (!strcmp(name, "forget")) {
-    if (!(value > 0 && value <= 1))
-      return oa_error_set(err, OA_EINVAL, "forget must be in (0, 1], got %g", value);
-    r->cfg.forget = value;
-  } else if (!strcmp(name, "v")) {
-    if (!(value >= 0) || !isfinite(value))
-      return oa_error_set(err, OA_EINVAL, "v must be a finite number >= 0, got %g",
-                          value);
-    r->v = value;
-  } else if (!strcmp(name, "refactor_every")) {
-    if (!(value >= 1 && value <= INT32_MAX) || value != floor(value))
-      return oa_error_set(err, OA_EINVAL,
-                          "refactor_every must be a positive integer, got %g", value);
-    r->cfg.refactor_every = (int32_t)value;
-  } else {
+  int rc =
+      oa__ridge_set_param(&r->cfg, &r->v, r->fresh, "disjoint ridge", name, value, err);
+  if (rc == 1)
     return oa_error_set(err, OA_EINVAL, "disjoint ridge has no parameter '%s'", name);
-  }
-  return 0;
+  return rc;
 }
 
 static int dridge_get_param(const oa_model *m, const char *name, double *value,
                             oa_error *err) {
   const dridge *r = (const dridge *)m;
-  if (!strcmp(name, "lambda"))
-    *value = r->cfg.lambda;
-  else if (!strcmp(name, "forget"))
-    *value = r->cfg.forget;
-  else if (!strcmp(name, "v"))
-    *value = r->v;
-  else if (!strcmp(name, "refactor_every"))
-    *value = r->cfg.refactor_every;
-  else
+  if (oa__ridge_get_param(&r->cfg, r->v, name, value))
     return oa_error_set(err, OA_EINVAL, "disjoint ridge has no parameter '%s'", name);
   return 0;
 }

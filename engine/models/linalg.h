@@ -97,6 +97,15 @@ struct oa_ridge_config;
 int oa__ridge_check_config(const struct oa_ridge_config *cfg, oa__rls_cfg *out, double *v,
                            oa_error *err);
 
+/* The hyper-parameters both ridge models share, by name: "lambda" (only
+ * while `fresh`: A holds it), "forget", "v", "refactor_every". set returns
+ * 0, an OA_E* error naming `model`, or 1 when `name` is none of them; get
+ * likewise. Defined in ridge.c. */
+int oa__ridge_set_param(oa__rls_cfg *cfg, double *v, int fresh, const char *model,
+                        const char *name, double value, oa_error *err);
+int oa__ridge_get_param(const oa__rls_cfg *cfg, double v, const char *name,
+                        double *value);
+
 /* Grows a scratch buffer to at least `need` doubles (contents not kept).
  * 0 or OA_ENOMEM. */
 int oa__grow(double **buf, size_t *cap, size_t need, oa_error *err);

@@ -217,50 +217,66 @@ static int ridge_load(oa_model *m, oa_reader *in, oa_error *err) {
   return 0;
 }
 
-static int ridge_set_param(oa_model *m, const char *name, double value, oa_error *err) {
-  ridge *r = (ridge *)m;
+int oa__ridge_set_param(oa__rls_cfg *cfg, double *v, int fresh, const char *model,
+                        const char *name, double value, oa_error *err) {
   if (!strcmp(name, "lambda")) {
     if (!(value > 0) || !isfinite(value))
       return oa_error_set(err, OA_EINVAL, "lambda must be a positive number, got %g",
                           value);
-    if (!r->fresh)
-      return oa_error_set(err, OA_ESTATE,
-                          "lambda can only change before the ridge learns");
-    r->cfg.lambda = value;
-    oa__rls_reset(&r->st, m->dim, value);
-    r->L_ok = 0;
+    if (!fresh)
+      return oa_error_set(err, OA_ESTATE, "lambda can only change before the %s learns",
+                          model);
+    cfg->lambda = value;
   } else if (!strcmp(name, "forget")) {
     if (!(value > 0 && value <= 1))
       return oa_error_set(err, OA_EINVAL, "forget must be in (0, 1], got %g", value);
-    r->cfg.forget = value;
+    cfg->forget = value;
   } else if (!strcmp(name, "v")) {
     if (!(value >= 0) || !isfinite(value))
       return oa_error_set(err, OA_EINVAL, "v must be a finite number >= 0, got %g",
                           value);
-    r->v = value;
+    *v = value;
   } else if (!strcmp(name, "refactor_every")) {
     if (!(value >= 1 && value <= INT32_MAX) || value != floor(value))
       return oa_error_set(err, OA_EINVAL,
                           "refactor_every must be a positive integer, got %g", value);
-    r->cfg.refactor_every = (int32_t)value;
+    cfg->refactor_every = (int32_t)value;
   } else {
-    return oa_error_set(err, OA_EINVAL, "ridge has no parameter '%s'", name);
+    return 1;
   }
   return 0;
+}
+
+int oa__ridge_get_param(const oa__rls_cfg *cfg, double v, const char *name,
+                        double *value) {
+  if (!strcmp(name, "lambda"))
+    *value = cfg->lambda;
+  else if (!strcmp(name, "forget"))
+    *value = cfg->forget;
+  else if (!strcmp(name, "v"))
+    *value = v;
+  else if (!strcmp(name, "refactor_every"))
+    *value = cfg->refactor_every;
+  else
+    return 1;
+  return 0;
+}
+
+static int ridge_set_param(oa_model *m, const char *name, double value, oa_error *err) {
+  ridge *r = (ridge *)m;
+  int rc = oa__ridge_set_param(&r->cfg, &r->v, r->fresh, "ridge", name, value, err);
+  if (rc == 1) return oa_error_set(err, OA_EINVAL, "ridge has no parameter '%s'", name);
+  if (rc == 0 && !strcmp(name, "lambda")) { /* the prior lives in A */
+    oa__rls_reset(&r->st, m->dim, value);
+    r->L_ok = 0;
+  }
+  return rc;
 }
 
 static int ridge_get_param(const oa_model *m, const char *name, double *value,
                            oa_error *err) {
   const ridge *r = (const ridge *)m;
-  if (!strcmp(name, "lambda"))
-    *value = r->cfg.lambda;
-  else if (!strcmp(name, "forget"))
-    *value = r->cfg.forget;
-  else if (!strcmp(name, "v"))
-    *value = r->v;
-  else if (!strcmp(name, "refactor_every"))
-    *value = r->cfg.refactor_every;
-  else
+  if (oa__ridge_get_param(&r->cfg, r->v, name, value))
     return oa_error_set(err, OA_EINVAL, "ridge has no parameter '%s'", name);
   return 0;
 }
