@@ -305,13 +305,16 @@ static double combined_reward(const oa__events *t, const oa__event *ev, int *def
 }
 
 /* Close the event at pos: learn (when active), tell the hook, remember the
- * id. With `strict`, a refused update keeps the event pending and returns
- * the error; otherwise (expiry, eviction) the event closes anyway and the
- * failure is counted. */
-static int close_at(oa__events *t, int32_t pos, int strict, oa_error *err) {
+ * id. The model learns `exact` when given (oa_engine_learn's one reward),
+ * else the combined reward or the default. With `strict`, a refused update
+ * keeps the event pending and returns the error; otherwise (expiry,
+ * eviction) the event closes anyway and the failure is counted. */
+static int close_at(oa__events *t, int32_t pos, int strict, const double *exact,
+                    oa_error *err) {
   oa__event *ev = &t->ring[pos];
-  int defaulted;
-  double reward = combined_reward(t, ev, &defaulted);
+  int defaulted = 0;
+  double reward = exact ? *exact : combined_reward(t, ev, &defaulted);
+  int32_t rewards = ev->rewards + (exact != NULL);
   int learned = 0;
   if (ev->active) {
     oa_example ex = {.x = ev->x,
@@ -343,7 +346,7 @@ static int close_at(oa__events *t, int32_t pos, int strict, oa_error *err) {
                          (const char *const *)ev->logged_ids,
                          ev->logged_probs,
                          reward,
-                         ev->rewards,
+                         rewards,
                          learned,
                          defaulted,
                          ev->active,
@@ -400,7 +403,7 @@ int oa__events_keep(oa__events *t, oa_policy *p, const oa_decide_request *req,
   }
   if (t->span == t->cap) { /* full: close the oldest early, as on expiry */
     t->stats.evicted++;
-    close_at(t, t->head, 0, NULL);
+    close_at(t, t->head, 0, NULL, NULL);
   }
   int32_t pos = (t->head + t->span) % t->cap;
   if (oa_strmap_put(&t->index, ev.id, idlen, pos)) {
@@ -458,7 +461,7 @@ int oa_engine_reward(oa_engine *e, const char *event_id, double value, oa_error 
   }
   ev->rewards++;
   if (t->cfg.close_on_reward) {
-    rc = close_at(t, (int32_t)pos, 1, err);
+    rc = close_at(t, (int32_t)pos, 1, NULL, err);
     if (rc) { /* the model refused it: take the observation back */
       ev->rewards--;
       if (ev->rewards == 0) ev->acc = 0;
@@ -519,7 +522,7 @@ int oa_engine_close_event(oa_engine *e, const char *event_id, oa_error *err) {
   int64_t pos;
   int rc = find(t, event_id, &pos, err);
   if (rc) return rc;
-  return close_at(t, (int32_t)pos, 1, err);
+  return close_at(t, (int32_t)pos, 1, NULL, err);
 }
 
 int oa_engine_learn(oa_engine *e, const char *event_id, double reward, oa_error *err) {
@@ -529,19 +532,7 @@ int oa_engine_learn(oa_engine *e, const char *event_id, double reward, oa_error 
   if (rc) return rc;
   if (!isfinite(reward))
     return oa_error_set(err, OA_ENUMERIC, "reward is not a finite number");
-  oa__event *ev = &t->ring[pos];
-  oa__event saved = *ev;
-  ev->acc = reward;
-  ev->rewards = 1;
-  oa_combine combine = t->cfg.combine;
-  t->cfg.combine = OA_COMBINE_LAST; /* exactly this reward */
-  rc = close_at(t, (int32_t)pos, 1, err);
-  t->cfg.combine = combine;
-  if (rc) {
-    ev->acc = saved.acc;
-    ev->rewards = saved.rewards;
-  }
-  return rc;
+  return close_at(t, (int32_t)pos, 1, &reward, err);
 }
 
 int32_t oa_engine_expire(oa_engine *e) {
@@ -551,7 +542,7 @@ int32_t oa_engine_expire(oa_engine *e) {
   /* Deadlines grow in arrival order while reward_wait is constant, so the
    * scan stops at the first event not yet due. */
   while (t->span > 0 && t->ring[t->head].deadline <= now) {
-    close_at(t, t->head, 0, NULL);
+    close_at(t, t->head, 0, NULL, NULL);
     closed++;
   }
   return closed;
