@@ -16,14 +16,38 @@ int main(int argc, char **argv) {
     fprintf(stderr, "host: %s\n", err.message);
     return 1;
   }
+  /* the catalog in process: an action in, used by id, then out */
+  oa_field gift[1] = {{"kind", {.type = OA_VAL_STR, .str = "bundle", .len = 6}}};
+  if (oa_service_upsert_action(s, "gift", gift, 1, &err)) {
+    fprintf(stderr, "host: upsert: %s\n", err.message);
+    return 1;
+  }
+  oa_candidate by_id[1] = {{"gift", NULL, 0}};
+  oa_result g;
+  if (oa_service_decide(s, NULL, NULL, NULL, 0, by_id, 1, &g, &err) ||
+      oa_service_remove_action(s, "gift", &err)) {
+    fprintf(stderr, "host: catalog: %s\n", err.message);
+    return 1;
+  }
+  if (oa_service_remove_action(s, "gift", &err) != OA_ENOTFOUND ||
+      oa_service_decide(s, NULL, NULL, NULL, 0, by_id, 1, &g, &err) == 0) {
+    fprintf(stderr, "host: a removed action is still there\n");
+    return 1;
+  }
+  if (oa_service_snapshot(s, &err)) {
+    fprintf(stderr, "host: snapshot: %s\n", err.message);
+    return 1;
+  }
   oa_field ctx[1] = {{"spend_tier", {.type = OA_VAL_STR, .str = "whale", .len = 5}}};
   oa_field offer[1] = {{"kind", {.type = OA_VAL_STR, .str = "cosmetic", .len = 8}}};
   oa_candidate cands[2] = {{"skins", offer, 1}, {"coins", offer, 1}};
   oa_result r;
   int rc = oa_service_decide(s, NULL, NULL, ctx, 1, cands, 2, &r, &err) ||
            oa_service_reward(s, r.event_id, 1, &err);
-  if (rc) fprintf(stderr, "host: %s\n", err.message);
-  else printf("decided %s with probability %.3f\n", r.chosen_id, r.probs[r.chosen]);
+  if (rc)
+    fprintf(stderr, "host: %s\n", err.message);
+  else
+    printf("decided %s with probability %.3f\n", r.chosen_id, r.probs[r.chosen]);
   oa_service_free(s);
   return rc ? 1 : 0;
 }
