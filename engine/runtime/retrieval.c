@@ -3,7 +3,7 @@
  * approximate top-N with filters, the fresh share, impressions, and the
  * background jobs that rebuild the IVF index and measure its recall. See
  * retrieval.h for the rules; this file says how. */
-#include "runtime/retrieval.h"
+#include "runtime/retrieval_internal.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -12,65 +12,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "catalog/topn.h"
 #include "core/error.h"
-#include "core/strmap.h"
 #include "runtime/policy_internal.h"
-
-#define N_HIST         12
-#define RECALL_SAMPLES 8  /* approximate queries kept for the recall check */
-#define RECALL_EVERY   64 /* keep one approximate query in this many */
-#define DEFAULT_N      100
-#define DEFAULT_NPROBE 32
-#define DEFAULT_STALE  0.2
-#define FRESH_POOL_MIN 16
 
 const double oa_retrieval_hist_le[11] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
                                          0.01,   0.025,   0.05,   0.1,   0.25};
-
-typedef struct fresh_entry {
-  uint32_t shown;
-  uint64_t seq;
-  int64_t row;
-} fresh_entry;
-
-struct oa__retrieval {
-  oa_retrieval_config cfg;
-  char field[64], query_field[64];
-  oa_vecstore *vs;
-  oa_ivf *ivf;
-  /* per row: times chosen, and the insertion sequence (0: no action) */
-  uint32_t *shown;
-  uint64_t *added;
-  int64_t cap;
-  uint64_t seq;
-  /* the most recently added rows (a ring), for the fresh pool */
-  int64_t *ring_row;
-  uint64_t *ring_seq;
-  int64_t ring_head, ring_len;
-  /* background jobs: the store is frozen while one runs */
-  int readers;
-  int resync;      /* the catalog was replaced during a job: rebuild at its end */
-  oa_strmap dirty; /* ids changed in the catalog while frozen */
-  /* scratch */
-  float *vec, *q;
-  double *basis, *basis_mean;
-  oa_topn_result res;
-  int64_t *rows, *sorted;
-  float *scores;
-  const char **ids;
-  size_t *lens;
-  fresh_entry *heap;
-  /* statistics */
-  uint64_t exact, approx, fresh_picks, refused, builds;
-  double exact_s, approx_s;
-  uint64_t exact_hist[N_HIST], approx_hist[N_HIST];
-  float *samples; /* RECALL_SAMPLES x dim */
-  int32_t sample_n[RECALL_SAMPLES], n_samples;
-  uint64_t since_sample;
-  double recall;
-  uint64_t recall_queries;
-};
 
 struct oa_retrieval_job {
   oa__retrieval *r;
@@ -250,7 +196,8 @@ static int on_catalog(void *ud, const char *id, size_t idlen, const oa_field *fi
 }
 
 /* Loads every catalog action into r's (empty) store. */
-static int load_catalog(oa__retrieval *r, oa_catalog *cat, int strict, oa_error *err) {
+int oa__retrieval_load_catalog(oa__retrieval *r, oa_catalog *cat, int strict,
+                               oa_error *err) {
   int64_t skipped = 0;
   oa_error first = {0};
   for (int64_t s = oa_catalog_next(cat, -1); s >= 0; s = oa_catalog_next(cat, s)) {
@@ -273,7 +220,7 @@ static int load_catalog(oa__retrieval *r, oa_catalog *cat, int strict, oa_error 
   return 0;
 }
 
-static oa__retrieval *retrieval_new(const oa_retrieval_config *cfg, oa_error *err) {
+oa__retrieval *oa__retrieval_new(const oa_retrieval_config *cfg, oa_error *err) {
   if (!cfg || !cfg->field || !cfg->field[0] || strlen(cfg->field) >= 64) {
     oa_error_set(err, OA_EINVAL, "retrieval needs the action's embedding field name");
     return NULL;
@@ -347,7 +294,7 @@ int oa_engine_set_retrieval(oa_engine *e, const oa_retrieval_config *cfg, oa_err
   if (cur && cfg && cfg->field && oa_retrieval_config_same_store(&cur->cfg, cfg)) {
     /* The same store (an app reload): keep rows, index and counters; take
      * the query field and the defaults. */
-    oa__retrieval *probe = retrieval_new(cfg, err);
+    oa__retrieval *probe = oa__retrieval_new(cfg, err);
     if (!probe) return err ? err->code : OA_EINVAL;
     oa_retrieval_config keep = probe->cfg;
     oa__retrieval_free(probe);
@@ -361,9 +308,9 @@ int oa_engine_set_retrieval(oa_engine *e, const oa_retrieval_config *cfg, oa_err
   if (*slot && (*slot)->readers)
     return oa_error_set(err, OA_ESTATE,
                         "a background retrieval job is running; try again when it ends");
-  oa__retrieval *r = retrieval_new(cfg, err);
+  oa__retrieval *r = oa__retrieval_new(cfg, err);
   if (!r) return err ? err->code : OA_EINVAL;
-  int rc = load_catalog(r, cat_of(e), 1, err);
+  int rc = oa__retrieval_load_catalog(r, cat_of(e), 1, err);
   if (rc) {
     oa__retrieval_free(r);
     return oa_error_prefix(err, "retrieval");
@@ -417,12 +364,12 @@ void oa__retrieval_catalog_replaced(oa_engine *e) {
     return;
   }
   oa_error err;
-  oa__retrieval *fresh = retrieval_new(&r->cfg, &err);
+  oa__retrieval *fresh = oa__retrieval_new(&r->cfg, &err);
   if (!fresh) {
     fprintf(stderr, "onearm: retrieval: cannot rebuild the store: %s\n", err.message);
     return;
   }
-  load_catalog(fresh, cat_of(e), 0, NULL);
+  oa__retrieval_load_catalog(fresh, cat_of(e), 0, NULL);
   fresh->exact = r->exact, fresh->approx = r->approx, fresh->builds = r->builds;
   oa__retrieval_free(r);
   *slot = fresh;

@@ -1,0 +1,72 @@
+/* The retrieval state behind retrieval.h, shared by the files that make
+ * up two-stage ranking: retrieval.c (the store following the catalog,
+ * queries, searches, jobs) and retrieval_persist.c (the store in
+ * snapshots). Nothing outside engine/runtime includes this. */
+#ifndef ONEARM_RUNTIME_RETRIEVAL_INTERNAL_H
+#define ONEARM_RUNTIME_RETRIEVAL_INTERNAL_H
+
+#include "catalog/topn.h"
+#include "core/strmap.h"
+#include "runtime/retrieval.h"
+
+#define N_HIST         12
+#define RECALL_SAMPLES 8  /* approximate queries kept for the recall check */
+#define RECALL_EVERY   64 /* keep one approximate query in this many */
+#define DEFAULT_N      100
+#define DEFAULT_NPROBE 32
+#define DEFAULT_STALE  0.2
+#define FRESH_POOL_MIN 16
+
+typedef struct fresh_entry {
+  uint32_t shown;
+  uint64_t seq;
+  int64_t row;
+} fresh_entry;
+
+struct oa__retrieval {
+  oa_retrieval_config cfg;
+  char field[64], query_field[64];
+  oa_vecstore *vs;
+  oa_ivf *ivf;
+  /* per row: times chosen, and the insertion sequence (0: no action) */
+  uint32_t *shown;
+  uint64_t *added;
+  int64_t cap;
+  uint64_t seq;
+  /* the most recently added rows (a ring), for the fresh pool */
+  int64_t *ring_row;
+  uint64_t *ring_seq;
+  int64_t ring_head, ring_len;
+  /* background jobs: the store is frozen while one runs */
+  int readers;
+  int resync;      /* the catalog was replaced during a job: rebuild at its end */
+  oa_strmap dirty; /* ids changed in the catalog while frozen */
+  /* scratch */
+  float *vec, *q;
+  double *basis, *basis_mean;
+  oa_topn_result res;
+  int64_t *rows, *sorted;
+  float *scores;
+  const char **ids;
+  size_t *lens;
+  fresh_entry *heap;
+  /* statistics */
+  uint64_t exact, approx, fresh_picks, refused, builds;
+  double exact_s, approx_s;
+  uint64_t exact_hist[N_HIST], approx_hist[N_HIST];
+  float *samples; /* RECALL_SAMPLES x dim */
+  int32_t sample_n[RECALL_SAMPLES], n_samples;
+  uint64_t since_sample;
+  double recall;
+  uint64_t recall_queries;
+};
+
+/* A new, empty state for cfg (validated; strings copied). NULL + err. */
+oa__retrieval *oa__retrieval_new(const oa_retrieval_config *cfg, oa_error *err);
+/* Loads every action of cat into r's empty store. strict: the first bad
+ * action fails the load; otherwise bad actions are left out and counted
+ * on stderr. */
+int oa__retrieval_load_catalog(oa__retrieval *r, oa_catalog *cat, int strict,
+                               oa_error *err);
+
+#endif
