@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <time.h>
 
 #include "core/error.h"
@@ -40,6 +41,15 @@ static oa_catalog *cat_of(oa_engine *e) {
   return oa_engine_catalog(e);
 }
 
+#define SWAP(T, a, b)                                                                    \
+  do {                                                                                   \
+    T t_ = (a);                                                                          \
+    (a) = (b);                                                                           \
+    (b) = t_;                                                                            \
+  } while (0)
+
+static void scan_free(oa_retrieval_scan *s);
+
 void oa__retrieval_free(oa__retrieval *r) {
   if (!r) return;
   oa_ivf_free(r->ivf);
@@ -47,7 +57,8 @@ void oa__retrieval_free(oa__retrieval *r) {
   free(r->shown), free(r->added), free(r->ring_row), free(r->ring_seq);
   oa_strmap_free(&r->dirty);
   free(r->vec), free(r->q), free(r->basis), free(r->basis_mean);
-  oa_topn_result_free(&r->res);
+  oa_buf_free(&r->idbuf);
+  scan_free(r->spare);
   free(r->rows), free(r->sorted), free(r->scores), free(r->ids), free(r->lens);
   free(r->heap), free(r->samples);
   free(r);
@@ -258,7 +269,6 @@ oa__retrieval *oa__retrieval_new(const oa_retrieval_config *cfg, oa_error *err) 
   if (!r->cfg.rebuild_staleness) r->cfg.rebuild_staleness = DEFAULT_STALE;
   r->recall = -1;
   oa_strmap_init(&r->dirty);
-  oa_topn_result_init(&r->res);
   oa_vecstore_config vc = {.dim = cfg->dim, .format = cfg->format, .n_meta = cfg->n_meta};
   memcpy(vc.meta, cfg->meta, sizeof vc.meta);
   size_t d = (size_t)cfg->dim;
@@ -371,6 +381,12 @@ void oa__retrieval_catalog_replaced(oa_engine *e) {
   }
   oa__retrieval_load_catalog(fresh, cat_of(e), 0, NULL);
   fresh->exact = r->exact, fresh->approx = r->approx, fresh->builds = r->builds;
+  fresh->offloaded = r->offloaded;
+  /* The last shortlist stays readable (a scan that ended just now made it). */
+  SWAP(const char **, fresh->ids, r->ids);
+  SWAP(size_t *, fresh->lens, r->lens);
+  SWAP(float *, fresh->scores, r->scores);
+  SWAP(oa_buf, fresh->idbuf, r->idbuf);
   oa__retrieval_free(r);
   *slot = fresh;
   if (fresh->cfg.build_at_rows > 0 &&
@@ -561,111 +577,286 @@ int oa_engine_retrieval_build_index(oa_engine *e, oa_error *err) {
   return maybe_build(r, err);
 }
 
-int oa_engine_retrieve(oa_engine *e, oa_policy *p, const oa_retrieve_request *rq,
-                       const oa_value *ctx, uint64_t seed, oa_shortlist *out,
-                       oa_error *err) {
-  oa__retrieval *r = *oa__engine_retrieval(e);
-  if (!r)
-    return oa_error_set(err, OA_EINVAL,
-                        "retrieval is not configured for this engine (the app's "
-                        "retrieve = {field = ..., dim = ...})");
-  int32_t n = rq->n;
-  if (n < 1 || n > OA_MAX_CANDIDATES)
-    return oa_error_set(err, OA_EINVAL, "retrieve.n must be 1 to %d, got %d",
-                        OA_MAX_CANDIDATES, n);
-  if (rq->mode != OA_RETRIEVE_EXACT && rq->mode != OA_RETRIEVE_APPROX)
-    return oa_error_set(err, OA_EINVAL, "retrieve.mode must be exact or approximate");
-  double share = rq->fresh_share < 0 ? r->cfg.fresh_share : rq->fresh_share;
-  if (!(share >= 0 && share < 1))
-    return oa_error_set(err, OA_EINVAL, "retrieve.fresh_share must be in [0, 1), got %g",
-                        share);
-  int32_t nprobe = rq->nprobe > 0 ? rq->nprobe : r->cfg.nprobe;
-  if (rq->nprobe < 0)
-    return oa_error_set(err, OA_EINVAL, "retrieve.nprobe must be >= 1, got %d",
-                        rq->nprobe);
-  const char *source = NULL;
-  int rc = make_query(r, p, rq, ctx, &source, err);
-  if (rc) return rc;
-  oa_filter *filter = NULL;
-  if (rq->filter && !(filter = oa_filter_compile(r->vs, rq->filter, err)))
-    return oa_error_prefix(err, "retrieve filters");
+/* One retrieval in flight: what begin decided, what run found. */
+struct oa_retrieval_scan {
+  oa__retrieval *r;
+  oa_filter *filter;
+  float *q; /* the query (dim floats) */
+  const char *source;
+  int32_t n, nprobe;
+  int approx;
+  double share;
+  uint64_t seed;
+  pthread_t owner; /* the thread that began it (to count offloads) */
+  int offloaded;
+  oa_topn_result res; /* run's rows and scores, best first */
+  double seconds;
+  int rc;
+  oa_error err;
+};
 
-  double t0 = now_s();
-  int32_t count = 0;
+static void scan_free(oa_retrieval_scan *s) {
+  if (!s) return;
+  oa_filter_free(s->filter);
+  oa_topn_result_free(&s->res);
+  free(s->q);
+  free(s);
+}
+
+/* A scan for r: the one kept from the last request when there is one (the
+ * synchronous path then allocates nothing), else a new one. */
+static oa_retrieval_scan *scan_take(oa__retrieval *r, oa_error *err) {
+  oa_retrieval_scan *s = r->spare;
+  if (s) {
+    r->spare = NULL;
+  } else {
+    s = calloc(1, sizeof *s);
+    if (s && !(s->q = malloc(sizeof(float) * (size_t)r->cfg.dim))) {
+      free(s);
+      s = NULL;
+    }
+    if (!s) {
+      oa_error_set(err, OA_ENOMEM, "out of memory");
+      return NULL;
+    }
+    oa_topn_result_init(&s->res);
+  }
+  s->r = r;
+  s->filter = NULL;
+  s->rc = 0;
+  s->offloaded = 0;
+  s->seconds = 0;
+  s->res.count = 0;
+  s->owner = pthread_self();
+  return s;
+}
+
+static void scan_release(oa__retrieval *r, oa_retrieval_scan *s) {
+  oa_filter_free(s->filter);
+  s->filter = NULL;
+  if (r->spare)
+    scan_free(s);
+  else
+    r->spare = s;
+}
+
+oa_retrieval_scan *oa_engine_retrieve_begin(oa_engine *e, oa_policy *p,
+                                            const oa_retrieve_request *rq,
+                                            const oa_value *ctx, uint64_t seed,
+                                            oa_error *err) {
+  oa__retrieval *r = *oa__engine_retrieval(e);
+  if (!r) {
+    oa_error_set(err, OA_EINVAL,
+                 "retrieval is not configured for this engine (the app's "
+                 "retrieve = {field = ..., dim = ...})");
+    return NULL;
+  }
+  int32_t n = rq->n;
+  if (n < 1 || n > OA_MAX_CANDIDATES) {
+    oa_error_set(err, OA_EINVAL, "retrieve.n must be 1 to %d, got %d", OA_MAX_CANDIDATES,
+                 n);
+    return NULL;
+  }
+  if (rq->mode != OA_RETRIEVE_EXACT && rq->mode != OA_RETRIEVE_APPROX) {
+    oa_error_set(err, OA_EINVAL, "retrieve.mode must be exact or approximate");
+    return NULL;
+  }
+  double share = rq->fresh_share < 0 ? r->cfg.fresh_share : rq->fresh_share;
+  if (!(share >= 0 && share < 1)) {
+    oa_error_set(err, OA_EINVAL, "retrieve.fresh_share must be in [0, 1), got %g", share);
+    return NULL;
+  }
+  if (rq->nprobe < 0) {
+    oa_error_set(err, OA_EINVAL, "retrieve.nprobe must be >= 1, got %d", rq->nprobe);
+    return NULL;
+  }
+  const char *source = NULL;
+  if (make_query(r, p, rq, ctx, &source, err)) return NULL;
+  oa_filter *filter = NULL;
+  if (rq->filter && !(filter = oa_filter_compile(r->vs, rq->filter, err))) {
+    oa_error_prefix(err, "retrieve filters");
+    return NULL;
+  }
   int approx = rq->mode == OA_RETRIEVE_APPROX;
   /* While the index is being built in the background, approximate
    * requests are answered exactly rather than block on a second build. */
   if (approx && !r->ivf && r->readers) approx = 0;
-  if (approx) {
-    if (!r->ivf && oa_vecstore_count(r->vs) > 0 && (rc = maybe_build(r, err))) goto done;
-    if (r->ivf)
-      rc = oa_ivf_search(r->ivf, r->vs, r->q, n, nprobe, filter, r->rows, r->scores,
-                         &count, err);
-  } else {
-    rc = oa_topn_exact(r->vs, r->q, n, filter, 0, &r->res, err);
-    if (!rc) {
-      count = r->res.count;
-      memcpy(r->rows, r->res.rows, sizeof(int64_t) * (size_t)count);
-      memcpy(r->scores, r->res.scores, sizeof(float) * (size_t)count);
-    }
+  if (approx && !r->ivf && oa_vecstore_count(r->vs) > 0 && maybe_build(r, err)) {
+    oa_filter_free(filter);
+    return NULL;
   }
-  if (rc) goto done;
-  double dt = now_s() - t0;
-  if (approx) {
-    r->approx++, r->approx_s += dt, r->approx_hist[hist_bucket(dt)]++;
-    if (!filter && r->since_sample++ % RECALL_EVERY == 0) {
+  oa_retrieval_scan *s = scan_take(r, err);
+  if (!s) {
+    oa_filter_free(filter);
+    return NULL;
+  }
+  memcpy(s->q, r->q, sizeof(float) * (size_t)r->cfg.dim);
+  s->filter = filter;
+  s->source = source;
+  s->n = n;
+  s->nprobe = rq->nprobe > 0 ? rq->nprobe : r->cfg.nprobe;
+  s->approx = approx && r->ivf;
+  s->share = share;
+  s->seed = seed;
+  r->readers++; /* frozen until _end */
+  return s;
+}
+
+int oa_retrieval_scan_heavy(const oa_retrieval_scan *s) {
+  if (s->approx) return 0; /* the index may be swapped by a job's end: loop thread */
+  const oa_vecstore *vs = s->r->vs;
+  return (double)oa_vecstore_rows(vs) * (double)oa_vecstore_stride(vs) >=
+         OA_RETR_OFFLOAD_BYTES;
+}
+
+void oa_retrieval_scan_run(oa_retrieval_scan *s) {
+  oa__retrieval *r = s->r;
+  s->offloaded = !pthread_equal(pthread_self(), s->owner);
+  double t0 = now_s();
+  if (s->approx) {
+    /* The IVF search writes into the result's arrays: make room. */
+    if (s->res.cap < s->n) {
+      oa_topn_result_free(&s->res);
+      s->res.rows = malloc(sizeof(int64_t) * OA_MAX_CANDIDATES);
+      s->res.scores = malloc(sizeof(float) * OA_MAX_CANDIDATES);
+      if (!s->res.rows || !s->res.scores) {
+        oa_topn_result_free(&s->res);
+        s->rc = oa_error_set(&s->err, OA_ENOMEM, "out of memory");
+        return;
+      }
+      s->res.cap = OA_MAX_CANDIDATES;
+    }
+    s->rc = oa_ivf_search(r->ivf, r->vs, s->q, s->n, s->nprobe, s->filter, s->res.rows,
+                          s->res.scores, &s->res.count, &s->err);
+  } else if (oa_vecstore_count(r->vs) == 0) {
+    s->res.count = 0;
+  } else {
+    s->rc = oa_topn_exact(r->vs, s->q, s->n, s->filter, 0, &s->res, &s->err);
+  }
+  s->seconds = now_s() - t0;
+}
+
+/* The last reader is gone: apply what the catalog did meanwhile, from the
+ * catalog itself (or rebuild from a replaced catalog). */
+static void thaw(oa_engine *e, oa__retrieval *r) {
+  if (r->readers) return;
+  if (r->resync) {
+    r->resync = 0;
+    oa__retrieval_catalog_replaced(e);
+    return;
+  }
+  if (!r->dirty.count) return;
+  size_t pos = 0;
+  const char *id;
+  size_t len;
+  int64_t v;
+  oa_catalog *cat = cat_of(e);
+  while (oa_strmap_next(&r->dirty, &pos, &id, &len, &v)) {
+    int64_t s = oa_catalog_find(cat, id, len);
+    int32_t nf = -1;
+    const oa_field *f = s >= 0 ? oa_catalog_fields(cat, s, &nf) : NULL;
+    oa_error err;
+    if (apply(r, id, len, f, s >= 0 ? nf : -1, &err))
+      fprintf(stderr, "onearm: retrieval: action '%.*s' left out: %s\n", (int)len, id,
+              err.message);
+  }
+  oa_strmap_free(&r->dirty);
+  oa_strmap_init(&r->dirty);
+}
+
+/* The shortlist from a finished scan, while the store is still frozen:
+ * rows the catalog lost meanwhile dropped, fresh picks added, ids copied
+ * (they must outlive the thaw that may free the store's copies). */
+static int shortlist(oa_engine *e, oa__retrieval *r, oa_retrieval_scan *s,
+                     oa_shortlist *out, oa_error *err) {
+  if (s->rc) {
+    if (err) *err = s->err;
+    return s->rc;
+  }
+  int32_t count = s->res.count, n = s->n;
+  if (s->approx) {
+    r->approx++, r->approx_s += s->seconds, r->approx_hist[hist_bucket(s->seconds)]++;
+    if (!s->filter && r->since_sample++ % RECALL_EVERY == 0) {
       int32_t at = r->n_samples < RECALL_SAMPLES ? r->n_samples++
                                                  : (int32_t)(r->approx % RECALL_SAMPLES);
-      memcpy(r->samples + (size_t)at * r->cfg.dim, r->q, sizeof(float) * r->cfg.dim);
+      memcpy(r->samples + (size_t)at * r->cfg.dim, s->q, sizeof(float) * r->cfg.dim);
       r->sample_n[at] = n;
     }
   } else {
-    r->exact++, r->exact_s += dt, r->exact_hist[hist_bucket(dt)]++;
+    r->exact++, r->exact_s += s->seconds, r->exact_hist[hist_bucket(s->seconds)]++;
   }
-  /* While the store is frozen it may still hold actions the catalog lost. */
-  if (r->readers) {
-    int32_t k = 0;
-    for (int32_t i = 0; i < count; i++) {
-      const char *id = oa_vecstore_id(r->vs, r->rows[i]);
-      if (id && oa_catalog_find(cat_of(e), id, strlen(id)) >= 0)
-        r->rows[k] = r->rows[i], r->scores[k++] = r->scores[i];
+  if (s->offloaded) r->offloaded++;
+  /* Changes held back while frozen: the store may still hold actions the
+   * catalog lost. */
+  int held = r->dirty.count > 0 || r->resync;
+  int32_t k = 0;
+  for (int32_t i = 0; i < count; i++) {
+    if (held) {
+      const char *id = oa_vecstore_id(r->vs, s->res.rows[i]);
+      if (!id || oa_catalog_find(cat_of(e), id, strlen(id)) < 0) continue;
     }
-    count = k;
+    r->rows[k] = s->res.rows[i], r->scores[k++] = s->res.scores[i];
   }
+  count = k;
   int32_t fresh = 0;
-  int32_t m = share > 0 ? (int32_t)ceil(share * n) : 0;
+  int32_t m = s->share > 0 ? (int32_t)ceil(s->share * n) : 0;
   if (m > n) m = n;
   if (m > 0) {
     int64_t picks[OA_MAX_CANDIDATES];
-    fresh = fresh_pick(r, e, filter, count, m, seed, picks);
+    fresh = fresh_pick(r, e, s->filter, count, m, s->seed, picks);
     /* Fresh picks take the last slots of a full shortlist, or extend a
      * short one up to n. */
     int32_t keep = count + fresh <= n ? count : n - fresh;
     for (int32_t i = 0; i < fresh; i++) {
       r->rows[keep + i] = picks[i];
-      oa_topn_score_rows(r->vs, r->q, &picks[i], 0, 1, &r->scores[keep + i], NULL);
+      oa_topn_score_rows(r->vs, s->q, &picks[i], 0, 1, &r->scores[keep + i], NULL);
     }
     count = keep + fresh;
     r->fresh_picks += (uint64_t)fresh;
   }
-  if (count == 0) {
-    rc = oa_error_set(err, OA_ENOTFOUND, "retrieval found no eligible action%s",
-                      filter ? " (every action was filtered out)" : "");
-    goto done;
-  }
+  if (count == 0)
+    return oa_error_set(err, OA_ENOTFOUND, "retrieval found no eligible action%s",
+                        s->filter ? " (every action was filtered out)" : "");
+  r->idbuf.len = 0;
   for (int32_t i = 0; i < count; i++) {
-    r->ids[i] = oa_vecstore_id(r->vs, r->rows[i]);
-    r->lens[i] = strlen(r->ids[i]);
+    const char *id = oa_vecstore_id(r->vs, r->rows[i]);
+    r->lens[i] = strlen(id);
+    oa_buf_put(&r->idbuf, id, r->lens[i] + 1);
   }
+  if (r->idbuf.failed) {
+    r->idbuf.failed = 0;
+    return oa_error_set(err, OA_ENOMEM, "out of memory");
+  }
+  for (size_t i = 0, at = 0; i < (size_t)count; at += r->lens[i++] + 1)
+    r->ids[i] = (const char *)r->idbuf.data + at;
   out->n = count;
   out->fresh = fresh;
   out->ids = r->ids;
   out->lens = r->lens;
   out->scores = r->scores;
-  out->query_source = source;
-done:
-  oa_filter_free(filter);
+  out->query_source = s->source;
+  return 0;
+}
+
+int oa_engine_retrieve_end(oa_engine *e, oa_retrieval_scan *s, oa_shortlist *out,
+                           oa_error *err) {
+  oa__retrieval *r = s->r;
+  int rc = out ? shortlist(e, r, s, out, err) : 0;
+  r->readers--;
+  scan_release(r, s);
+  /* The state may have been replaced while the scan ran (a reconfigured
+   * store waits for readers, so r is still the engine's). */
+  thaw(e, r);
   return rc;
+}
+
+int oa_engine_retrieve(oa_engine *e, oa_policy *p, const oa_retrieve_request *rq,
+                       const oa_value *ctx, uint64_t seed, oa_shortlist *out,
+                       oa_error *err) {
+  oa_retrieval_scan *s = oa_engine_retrieve_begin(e, p, rq, ctx, seed, err);
+  if (!s) return err ? err->code : OA_EINVAL;
+  oa_retrieval_scan_run(s);
+  return oa_engine_retrieve_end(e, s, out, err);
 }
 
 void oa__retrieval_shown(oa_engine *e, const char *id, size_t len) {
@@ -751,29 +942,7 @@ void oa_engine_retrieval_job_end(oa_engine *e, oa_retrieval_job *j) {
   }
   free(j->queries);
   free(j);
-  if (r->readers) return;
-  if (r->resync) {
-    r->resync = 0;
-    oa__retrieval_catalog_replaced(e);
-    return;
-  }
-  /* Apply what the catalog did meanwhile, from the catalog itself. */
-  size_t pos = 0;
-  const char *id;
-  size_t len;
-  int64_t v;
-  oa_catalog *cat = cat_of(e);
-  while (oa_strmap_next(&r->dirty, &pos, &id, &len, &v)) {
-    int64_t s = oa_catalog_find(cat, id, len);
-    int32_t nf = -1;
-    const oa_field *f = s >= 0 ? oa_catalog_fields(cat, s, &nf) : NULL;
-    oa_error err;
-    if (apply(r, id, len, f, s >= 0 ? nf : -1, &err))
-      fprintf(stderr, "onearm: retrieval: action '%.*s' left out: %s\n", (int)len, id,
-              err.message);
-  }
-  oa_strmap_free(&r->dirty);
-  oa_strmap_init(&r->dirty);
+  thaw(e, r);
 }
 
 /* ---- statistics ---- */
@@ -789,6 +958,7 @@ oa_retrieval_stats oa_engine_retrieval_stats(const oa_engine *e) {
   s.live = oa_vecstore_count(r->vs);
   s.exact = r->exact, s.approx = r->approx, s.fresh_picks = r->fresh_picks;
   s.refused = r->refused;
+  s.offloaded = r->offloaded;
   s.exact_seconds = r->exact_s, s.approx_seconds = r->approx_s;
   memcpy(s.exact_hist, r->exact_hist, sizeof s.exact_hist);
   memcpy(s.approx_hist, r->approx_hist, sizeof s.approx_hist);
@@ -858,4 +1028,7 @@ void oa_engine_retrieval_metrics(const oa_engine *e, oa_buf *out) {
   put(out, "# HELP onearm_retrieval_fresh_picks Shortlist slots given to fresh items.\n"
            "# TYPE onearm_retrieval_fresh_picks counter\n");
   putf(out, "onearm_retrieval_fresh_picks %llu\n", (unsigned long long)s.fresh_picks);
+  put(out, "# HELP onearm_retrieval_offloaded Exact scans run off the event loop.\n"
+           "# TYPE onearm_retrieval_offloaded counter\n");
+  putf(out, "onearm_retrieval_offloaded %llu\n", (unsigned long long)s.offloaded);
 }

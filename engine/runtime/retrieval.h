@@ -41,12 +41,15 @@
  * not the marginal over retrieval; the shortlist's ids are the decision's
  * candidates and are logged with it (the decision log's `_multi`).
  *
- * Threading: the loop thread, like the engine. Background jobs (index
- * rebuild, recall measurement, large exact scans) read the store from
- * another thread between oa_engine_retrieval_job_begin and _end; while
- * any runs, catalog changes are still validated and applied to the
- * catalog at once, but reach the store (and index) only at the end of the
- * last job, and retrieved ids no longer in the catalog are dropped. */
+ * Threading: the loop thread, like the engine, except for the searches
+ * and jobs that read the store from another thread: an exact scan begun
+ * with oa_engine_retrieve_begin (run anywhere, ended on the loop thread)
+ * and the background jobs (index rebuild, recall measurement) between
+ * oa_engine_retrieval_job_begin and _end. While any of them runs the store
+ * is frozen: catalog changes are still validated and applied to the
+ * catalog at once, but reach the store (and index) only when the last
+ * reader ends, and retrieved ids the catalog lost meanwhile are dropped
+ * from shortlists. */
 #ifndef ONEARM_RUNTIME_RETRIEVAL_H
 #define ONEARM_RUNTIME_RETRIEVAL_H
 
@@ -111,6 +114,29 @@ int oa_engine_retrieve(oa_engine *e, oa_policy *p, const oa_retrieve_request *rq
                        const oa_value *ctx, uint64_t seed, oa_shortlist *out,
                        oa_error *err);
 
+/* The same in three steps, so that a server never blocks its loop on a
+ * large exact scan: _begin (loop thread) validates the request exactly as
+ * oa_engine_retrieve does, makes the query, compiles the filter and
+ * freezes the store, or returns NULL with err; oa_retrieval_scan_run does
+ * the search (any thread, once; it reads only the frozen store);
+ * oa_engine_retrieve_end (loop thread) makes the shortlist (out may be
+ * NULL to abandon the scan), unfreezes the store, applies the catalog
+ * changes held back, and frees the scan. Every begun scan must be ended.
+ * oa_retrieval_scan_heavy says whether the search is worth another
+ * thread: an exact scan of a matrix of at least OA_RETR_OFFLOAD_BYTES
+ * (approximate searches always run on the loop thread: a background
+ * index rebuild may replace the index when it ends). */
+#define OA_RETR_OFFLOAD_BYTES (4u << 20)
+typedef struct oa_retrieval_scan oa_retrieval_scan;
+oa_retrieval_scan *oa_engine_retrieve_begin(oa_engine *e, oa_policy *p,
+                                            const oa_retrieve_request *rq,
+                                            const oa_value *ctx, uint64_t seed,
+                                            oa_error *err);
+int oa_retrieval_scan_heavy(const oa_retrieval_scan *s);
+void oa_retrieval_scan_run(oa_retrieval_scan *s);
+int oa_engine_retrieve_end(oa_engine *e, oa_retrieval_scan *s, oa_shortlist *out,
+                           oa_error *err);
+
 /* Count one impression (the action was chosen by a decision). */
 void oa__retrieval_shown(oa_engine *e, const char *id, size_t len);
 
@@ -138,6 +164,7 @@ typedef struct oa_retrieval_stats {
   int configured;
   int64_t rows, live;
   uint64_t exact, approx, fresh_picks, refused;
+  uint64_t offloaded; /* exact scans run off the thread that began them */
   double exact_seconds, approx_seconds;     /* sums */
   uint64_t exact_hist[12], approx_hist[12]; /* by oa_retrieval_hist_le, last: +Inf */
   int index_built;

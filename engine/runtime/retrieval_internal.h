@@ -44,14 +44,15 @@ struct oa__retrieval {
   /* scratch */
   float *vec, *q;
   double *basis, *basis_mean;
-  oa_topn_result res;
   int64_t *rows, *sorted;
   float *scores;
-  const char **ids;
+  const char **ids; /* the last shortlist's ids, copies in idbuf */
   size_t *lens;
+  oa_buf idbuf;
+  oa_retrieval_scan *spare; /* kept for the next request */
   fresh_entry *heap;
   /* statistics */
-  uint64_t exact, approx, fresh_picks, refused, builds;
+  uint64_t exact, approx, fresh_picks, refused, builds, offloaded;
   double exact_s, approx_s;
   uint64_t exact_hist[N_HIST], approx_hist[N_HIST];
   float *samples; /* RECALL_SAMPLES x dim */
