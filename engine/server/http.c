@@ -59,6 +59,13 @@ typedef struct conn {
   oa_buf out;      /* responses not yet handed to uv_write */
   oa_buf wbuf;     /* bytes of the write in flight */
 
+  /* a deferred request (oa_http_defer): the request as the handler saw it,
+   * its response, and the bytes read after it (pipelined requests), parsed
+   * once it is answered */
+  oa_http_request dreq;
+  oa_http_response dres;
+  oa_buf stash, stash_parse;
+
   uint64_t last_active;    /* loop time of the last byte in or out */
   unsigned url_done : 1;   /* the url is NUL-terminated */
   unsigned in_message : 1; /* between message begin and complete */
@@ -67,6 +74,8 @@ typedef struct conn {
   unsigned finishing : 1;  /* no more requests: close once `out` is written */
   unsigned lingering : 1;  /* shut down; discarding input until EOF */
   unsigned closing : 1;    /* uv_close called */
+  unsigned deferred : 1;   /* a request awaits oa_http_deferred_finish */
+  unsigned released : 1;   /* handles closed while deferred: free at finish */
   int pending_closes;      /* handles whose close callback has not run */
 } conn;
 
@@ -154,9 +163,8 @@ static void maybe_done(oa_http_server *s) {
   }
 }
 
-static void on_conn_closed(uv_handle_t *h) {
-  conn *c = h->data;
-  if (--c->pending_closes > 0) return;
+/* Unlinks and frees a connection whose handles are closed. */
+static void conn_free(conn *c) {
   oa_http_server *s = c->server;
   if (c->prev)
     c->prev->next = c->next;
@@ -168,8 +176,20 @@ static void on_conn_closed(uv_handle_t *h) {
   oa_buf_free(&c->body_out);
   oa_buf_free(&c->out);
   oa_buf_free(&c->wbuf);
+  oa_buf_free(&c->stash);
+  oa_buf_free(&c->stash_parse);
   free(c);
   maybe_done(s);
+}
+
+static void on_conn_closed(uv_handle_t *h) {
+  conn *c = h->data;
+  if (--c->pending_closes > 0) return;
+  if (c->deferred) { /* the deferred handle still points here */
+    c->released = 1;
+    return;
+  }
+  conn_free(c);
 }
 
 /* Closes both handles; the connection is freed when both callbacks ran.
@@ -195,6 +215,7 @@ static void on_timer(uv_timer_t *t) {
   conn *c = t->data;
   uint64_t now = uv_now(c->server->loop), limit = conn_limit_ms(c);
   uint64_t idle = now - c->last_active;
+  if (c->deferred) idle = 0; /* waiting for our own answer is not idleness */
   if (idle < limit) {
     uv_timer_start(&c->timer, on_timer, limit - idle, 0);
     return;
@@ -261,7 +282,7 @@ static void on_write(uv_write_t *req, int status) {
   c->last_active = uv_now(c->server->loop);
   flush(c);
   /* Reading stopped for backpressure resumes once the backlog is out. */
-  if (!c->writing && !c->finishing && !c->lingering) start_reading(c);
+  if (!c->writing && !c->finishing && !c->lingering && !c->deferred) start_reading(c);
 }
 
 /* Hands everything in `out` to one uv_write, unless one is in flight (its
@@ -453,6 +474,32 @@ static const char *piece(const conn *c, span sp, size_t *len) {
   return sp.len ? (const char *)c->req.data + sp.off : "";
 }
 
+static oa_http_response fresh_response(conn *c) {
+  c->body_out.len = 0;
+  c->body_out.failed = 0;
+  oa_http_response res = {200, "application/json", &c->body_out, 0, c, 0};
+  return res;
+}
+
+/* Queues the response to rq (its body is in body_out). */
+static void respond(conn *c, const oa_http_request *rq, oa_http_response *res) {
+  if (c->body_out.failed) {
+    c->body_out.len = 0;
+    c->body_out.failed = 0;
+    oa_http_error_body(&c->body_out, "Unavailable", "out of memory for the response");
+    res->status = 503;
+    res->content_type = "application/json";
+  }
+  int close = res->close || !rq->keep_alive || c->server->stopping;
+  append_response(c, res->status,
+                  res->content_type ? res->content_type : "application/json",
+                  &c->body_out, close);
+  if (close) {
+    c->finishing = 1;
+    http_parser_pause(&c->parser, 1); /* whatever follows in this read is not handled */
+  }
+}
+
 static int on_message_complete(http_parser *p) {
   conn *c = p->data;
   oa_http_server *s = c->server;
@@ -482,34 +529,35 @@ static int on_message_complete(http_parser *p) {
   rq.body_len = c->body.len;
   rq.keep_alive = http_should_keep_alive(p) && !s->stopping;
 
-  c->body_out.len = 0;
-  c->body_out.failed = 0;
-  oa_http_response res = {200, "application/json", &c->body_out, 0};
+  oa_http_response res = fresh_response(c);
   s->stats.requests++;
   s->handler(s->ud, &rq, &res);
-  if (c->body_out.failed) {
-    c->body_out.len = 0;
-    c->body_out.failed = 0;
-    oa_http_error_body(&c->body_out, "Unavailable", "out of memory for the response");
-    res.status = 503;
-    res.content_type = "application/json";
+  if (res.deferred_) {
+    /* Answered later: keep the request, parse nothing more until then. */
+    c->deferred = 1;
+    c->dreq = rq;
+    c->dres = fresh_response(c);
+    http_parser_pause(p, 1);
+    return 0;
   }
-  int close = res.close || !rq.keep_alive;
-  append_response(c, res.status, res.content_type ? res.content_type : "application/json",
-                  &c->body_out, close);
-  if (close) {
-    c->finishing = 1;
-    http_parser_pause(p, 1); /* whatever follows in this read is not handled */
-  }
+  respond(c, &rq, &res);
   return 0;
 }
 
 /* Parses one read's bytes; every complete request is answered into `out`,
  * which is flushed once at the end. */
 static void process(conn *c, const char *data, size_t len) {
-  http_parser_execute(&c->parser, &c->server->settings, data, len);
+  size_t used = http_parser_execute(&c->parser, &c->server->settings, data, len);
   enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
-  if (c->error_status) {
+  if (c->deferred) {
+    /* Paused on a deferred request: keep the rest for later. */
+    if (used < len) oa_buf_put(&c->stash, data + used, len - used);
+    if (c->stash.failed) {
+      c->stash.failed = 0;
+      c->stash.len = 0;
+      c->finishing = 1; /* cannot keep the pipelined requests: end after this one */
+    }
+  } else if (c->error_status) {
     append_error(c, c->error_status, c->error_code, c->error_message);
   } else if (e == HPE_HEADER_OVERFLOW) {
     append_error(c, 431, "HeadersTooLarge",
@@ -520,8 +568,54 @@ static void process(conn *c, const char *data, size_t len) {
     append_error(c, 400, "BadRequest", "protocol upgrades are not supported");
   }
   flush(c);
-  if (!c->lingering && (c->finishing || c->out.len + c->wbuf.len > OUT_HIGH_WATER))
+  if (!c->lingering &&
+      (c->finishing || c->deferred || c->out.len + c->wbuf.len > OUT_HIGH_WATER))
     stop_reading(c);
+}
+
+/* ---- deferred responses ---- */
+
+oa_http_deferred *oa_http_defer(oa_http_response *res) {
+  res->deferred_ = 1;
+  return (oa_http_deferred *)res->conn_;
+}
+
+const oa_http_request *oa_http_deferred_request(oa_http_deferred *d) {
+  return &((conn *)d)->dreq;
+}
+
+oa_http_response *oa_http_deferred_response(oa_http_deferred *d) {
+  return &((conn *)d)->dres;
+}
+
+void oa_http_deferred_finish(oa_http_deferred *d) {
+  conn *c = (conn *)d;
+  c->deferred = 0;
+  if (c->released) { /* the connection closed meanwhile */
+    conn_free(c);
+    return;
+  }
+  if (c->closing) return; /* on_conn_closed frees it */
+  respond(c, &c->dreq, &c->dres);
+  c->last_active = uv_now(c->server->loop);
+  if (c->finishing) {
+    flush(c);
+    return;
+  }
+  /* Go on with the requests that arrived behind this one. */
+  http_parser_pause(&c->parser, 0);
+  oa_buf t = c->stash_parse;
+  c->stash_parse = c->stash;
+  c->stash = t;
+  c->stash.len = 0;
+  if (c->stash_parse.len)
+    process(c, (const char *)c->stash_parse.data, c->stash_parse.len);
+  else
+    flush(c);
+  c->stash_parse.len = 0;
+  if (!c->closing && !c->deferred && !c->finishing && !c->lingering &&
+      c->out.len + c->wbuf.len <= OUT_HIGH_WATER)
+    start_reading(c);
 }
 
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
@@ -668,6 +762,10 @@ void oa_http_server_stop(oa_http_server *s, void (*done)(oa_http_server *s, void
   for (conn *c = s->conns; c; c = c->next) {
     if (c->closing || c->lingering || c->finishing) continue;
     if (c->in_message) continue; /* answered with Connection: close when complete */
+    if (c->deferred) {           /* answered with Connection: close when finished */
+      c->finishing = 1;
+      continue;
+    }
     if (!c->writing && c->out.len == 0) {
       conn_close(c); /* idle keep-alive connection */
     } else {

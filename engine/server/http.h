@@ -15,6 +15,13 @@
  *   close idle connections, report when every handle is closed.
  *
  * The handler runs synchronously on the loop thread and must not block.
+ * Work that would (a large exact retrieval scan) can answer later: the
+ * handler calls oa_http_defer, starts the work elsewhere and, back on the
+ * loop thread, fills the response and calls oa_http_deferred_finish.
+ * Meanwhile the loop serves every other connection; this connection keeps
+ * its request (every pointer in it stays valid) and reads nothing more,
+ * so requests pipelined behind the deferred one wait and responses still
+ * leave in request order.
  * Memory: per connection, the request buffer, the response body buffer and
  * two output buffers are reused across requests, so a steady stream of
  * requests allocates nothing in this layer.
@@ -72,8 +79,26 @@ typedef struct oa_http_response {
   int status;
   const char *content_type;
   oa_buf *body;
-  int close; /* set to 1 to close the connection after this response */
+  int close;     /* set to 1 to close the connection after this response */
+  void *conn_;   /* private: the connection (for oa_http_defer) */
+  int deferred_; /* private: set by oa_http_defer */
 } oa_http_response;
+
+/* Answer later (see the header comment). Call it at most once, inside the
+ * handler, with the handler's res; what the handler put in res is ignored.
+ * The handle stays valid until oa_http_deferred_finish, which must be
+ * called exactly once, on the loop thread, even when the peer has gone
+ * (the response is then dropped) or the server is stopping (it waits for
+ * deferred requests, whose responses close their connections). */
+typedef struct oa_http_deferred oa_http_deferred;
+oa_http_deferred *oa_http_defer(oa_http_response *res);
+/* The request, as the handler saw it. */
+const oa_http_request *oa_http_deferred_request(oa_http_deferred *d);
+/* The response to fill: status 200, content type JSON and an empty body
+ * on entry, as for a handler. */
+oa_http_response *oa_http_deferred_response(oa_http_deferred *d);
+/* Sends the response and lets the connection go on with its next request. */
+void oa_http_deferred_finish(oa_http_deferred *d);
 
 typedef void (*oa_http_handler)(void *ud, const oa_http_request *req,
                                 oa_http_response *res);

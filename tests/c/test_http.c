@@ -22,9 +22,13 @@ static oa_http_server *server;
 static atomic_int handled;
 static int done_called;
 
-/* Echoes method, path, query and body; "/close" asks to close. */
-static void handler(void *ud, const oa_http_request *req, oa_http_response *res) {
-  atomic_fetch_add(&handled, 1);
+/* Requests to "/later" are deferred until the client thread posts
+ * release_async; then they are answered like any other. */
+static uv_async_t release_async;
+static oa_http_deferred *held[8];
+static int n_held;
+
+static void echo(const oa_http_request *req, oa_http_response *res) {
   oa_buf *b = res->body;
   oa_json_put_raw(b, req->method_name);
   oa_json_put_raw(b, " ");
@@ -42,8 +46,31 @@ static void handler(void *ud, const oa_http_request *req, oa_http_response *res)
   if (req->path_len == 4 && !memcmp(req->path, "/418", 4)) res->status = 418;
 }
 
+/* Echoes method, path, query and body; "/close" asks to close. */
+static void handler(void *ud, const oa_http_request *req, oa_http_response *res) {
+  atomic_fetch_add(&handled, 1);
+  if (req->path_len == 6 && !memcmp(req->path, "/later", 6) && n_held < 8) {
+    held[n_held++] = oa_http_defer(res);
+    oa_buf_put(res->body, "ignored", 7);
+    return;
+  }
+  echo(req, res);
+}
+
+static void on_release(uv_async_t *a) {
+  for (int i = 0; i < n_held; i++) {
+    oa_http_response *res = oa_http_deferred_response(held[i]);
+    CHECK(res->body->len == 0 && res->status == 200);
+    echo(oa_http_deferred_request(held[i]), res);
+    oa_buf_put(res->body, " (later)", 8);
+    oa_http_deferred_finish(held[i]);
+  }
+  n_held = 0;
+}
+
 static void on_done(oa_http_server *s, void *ud) {
   done_called++;
+  uv_close((uv_handle_t *)&release_async, NULL);
 }
 
 static void on_stop(uv_async_t *a) {
@@ -255,6 +282,50 @@ static void test_idle_timeout(void) {
 
 /* Stop while a request is half sent: it completes, gets an answer with
  * Connection: close; an idle keep-alive connection is closed at once. */
+/* A deferred request holds its connection's later requests (pipelined
+ * behind it) but not the loop: another connection is answered meanwhile;
+ * then the responses leave in request order. */
+static void test_deferred_in_order(void) {
+  int fd = client_connect(), other = client_connect();
+  send_str(fd,
+           "POST /later HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"
+           "GET /2 HTTP/1.1\r\n\r\nGET /later?x HTTP/1.1\r\n\r\nGET /4 HTTP/1.1\r\n\r\n");
+  usleep(50000);
+  send_str(other, "GET /meanwhile HTTP/1.1\r\n\r\n");
+  CHECK(read_response(other, resp, sizeof resp) == 200);
+  CHECK(strstr(resp, "GET /meanwhile?") != NULL);
+  uv_async_send(&release_async); /* answers the first /later */
+  CHECK(read_response(fd, resp, sizeof resp) == 200);
+  CHECK(strstr(resp, "POST /later? ct= tok= body=abc (later)") != NULL);
+  CHECK(strstr(resp, "ignored") == NULL);
+  CHECK(read_response(fd, resp, sizeof resp) == 200);
+  CHECK(strstr(resp, "GET /2?") != NULL);
+  usleep(50000);
+  uv_async_send(&release_async); /* the second one */
+  CHECK(read_response(fd, resp, sizeof resp) == 200);
+  CHECK(strstr(resp, "GET /later?x ct=") != NULL);
+  CHECK(read_response(fd, resp, sizeof resp) == 200);
+  CHECK(strstr(resp, "GET /4?") != NULL);
+  client_close(fd);
+  client_close(other);
+}
+
+/* The peer goes away while its request is deferred: finishing it later
+ * is harmless and the server goes on. */
+static void test_deferred_peer_gone(void) {
+  int fd = client_connect();
+  send_str(fd, "GET /later HTTP/1.1\r\n\r\n");
+  usleep(50000);
+  close(fd);
+  usleep(50000);
+  uv_async_send(&release_async);
+  usleep(50000);
+  fd = client_connect();
+  send_str(fd, "GET /after HTTP/1.1\r\n\r\n");
+  CHECK(read_response(fd, resp, sizeof resp) == 200);
+  client_close(fd);
+}
+
 static void test_graceful_stop(void) {
   int idle = client_connect();
   send_str(idle, "GET /x HTTP/1.1\r\n\r\n");
@@ -262,11 +333,20 @@ static void test_graceful_stop(void) {
   npending = 0;
   int fd = client_connect();
   send_str(fd, "POST /late HTTP/1.1\r\nContent-Length: 4\r\n\r\nab");
+  int held_fd = client_connect();
+  send_str(held_fd, "GET /later HTTP/1.1\r\n\r\n");
   usleep(50000);
   uv_async_send(&stop_async);
   uv_sem_wait(&stopped_sem);
   CHECK(closed_by_server(idle));
   close(idle);
+  /* the deferred request is still answered, then its connection closes */
+  uv_async_send(&release_async);
+  CHECK(read_response(held_fd, resp, sizeof resp) == 200);
+  CHECK(strstr(resp, "(later)") != NULL);
+  CHECK(strstr(resp, "Connection: close") != NULL);
+  CHECK(closed_by_server(held_fd));
+  client_close(held_fd);
   send_str(fd, "cd");
   CHECK(read_response(fd, resp, sizeof resp) == 200);
   CHECK(strstr(resp, "body=abcd") != NULL);
@@ -284,6 +364,8 @@ static void client_thread(void *arg) {
   RUN(test_expect_continue);
   RUN(test_connection_limit);
   RUN(test_idle_timeout);
+  RUN(test_deferred_in_order);
+  RUN(test_deferred_peer_gone);
   RUN(test_graceful_stop);
 }
 
@@ -326,6 +408,7 @@ int main(void) {
   port = oa_http_server_port(server);
   CHECK(port > 0);
   uv_async_init(&loop, &stop_async, on_stop);
+  uv_async_init(&loop, &release_async, on_release);
   uv_sem_init(&stopped_sem, 0);
   uv_thread_t t;
   uv_thread_create(&t, client_thread, NULL);
