@@ -49,7 +49,7 @@
  * is frozen: catalog changes are still validated and applied to the
  * catalog at once, but reach the store (and index) only when the last
  * reader ends, and retrieved ids the catalog lost meanwhile are dropped
- * from shortlists. */
+ * from shortlists (which can then hold fewer than n). */
 #ifndef ONEARM_RUNTIME_RETRIEVAL_H
 #define ONEARM_RUNTIME_RETRIEVAL_H
 

@@ -85,6 +85,7 @@ struct oa_api {
   void *hooks_ud;
   int admin_loopback;
   int log_context;
+  uv_loop_t *loop; /* for large exact scans off the loop thread; NULL: inline */
   oa_http_server *http;
   oa_json_parser *parser;
   oa_json_arena arena;
@@ -100,6 +101,7 @@ typedef struct call {
   json_object *doc;
   json_object *extra; /* another document released with the request */
   oa_error err;
+  uint64_t t0; /* uv_hrtime() when the request arrived */
 } call;
 
 static char *dup_str(const char *s) {
@@ -152,7 +154,8 @@ void oa_api_free(oa_api *api) {
   free(api);
 }
 
-void oa_api_set_http(oa_api *api, oa_http_server *http) {
+void oa_api_set_server(oa_api *api, uv_loop_t *loop, oa_http_server *http) {
+  api->loop = loop;
   api->http = http;
 }
 
@@ -550,54 +553,29 @@ static void attach_context(call *c, const char *event_id, json_object *ctx, int 
   if (!b->failed) oa_engine_attach(c->api->engine, event_id, (const char *)b->data, &err);
 }
 
-/* Two-stage ranking (server/retrieve.c): the shortlist for `retrieve`
- * becomes the request's `candidates` (an array added to the request's
- * document, so it is released with it) and the rank goes on as for
- * catalog ids. 0, or -1 with the reply set. */
-static int retrieve_candidates(call *c, oa_policy *p, json_object *retr, json_object *ctx,
-                               const oa_value *ctx_values, json_object *ex, int has_list,
-                               const char *event_id, oa_retrieve_request *rq,
-                               json_object **cands, int32_t *fresh) {
-  oa_api *api = c->api;
-  if (has_list) {
-    reply_error(c, 400, "BadRequest", "give either 'retrieve' or candidates, not both");
-    return -1;
-  }
-  if (oa_api_retrieve_request(api->engine, retr, ctx, ex, &api->arena, rq, &c->err)) {
-    reply_oa(c, &c->err);
-    return -1;
-  }
-  /* The fresh picks are seeded by the event id when the client gives one
-   * (reproducible), else by a counter. */
-  static uint64_t counter;
-  uint64_t seed = event_id ? oa_hash_bytes(event_id, strlen(event_id), 0x7e7) : ++counter;
-  oa_shortlist sl;
-  if (oa_engine_retrieve(api->engine, p, rq, ctx_values, seed, &sl, &c->err)) {
-    if (c->err.code == OA_ENOTFOUND)
-      reply_error(c, 400, "BadRequest", "%s", c->err.message);
-    else
-      reply_oa(c, &c->err);
-    return -1;
-  }
-  json_object *arr = json_object_new_array_ext(sl.n);
-  for (int32_t i = 0; arr && i < sl.n; i++)
-    json_object_array_add(arr, json_object_new_string_len(sl.ids[i], (int)sl.lens[i]));
-  if (!arr || json_object_object_add(c->doc, "\x01retrieved", arr)) {
-    json_object_put(arr);
-    reply_error(c, 503, "Unavailable", "out of memory");
-    return -1;
-  }
-  *cands = arr;
-  *fresh = sl.fresh;
-  return 0;
-}
+/* A rank request between its halves: what parsing, the app's rank hook
+ * and the context leave for the decision and the response. */
+typedef struct rank_state {
+  int personalizer;
+  oa_policy *p;
+  const char *event_id; /* the client's, or NULL */
+  int defer;            /* deferActivation */
+  json_object *ex, *ctx;
+  int ctx_list; /* ctx is a Personalizer list of objects */
+  const char *ctx_key;
+  oa_value *ctx_values;
+  int retrieved; /* the candidates came from `retrieve`, as rreq asked */
+  oa_retrieve_request rreq;
+} rank_state;
 
-static void rank_body(call *c, int personalizer) {
+/* The first half: the request's members, the app's rank hook, the context
+ * values. 0, or -1 with the reply set. */
+static int rank_prepare(call *c, int personalizer, rank_state *st) {
   oa_api *api = c->api;
-  if (parse_object(c)) return;
+  if (parse_object(c)) return -1;
   json_object *doc = c->doc;
   oa_policy *p = find_policy(c, personalizer ? NULL : member(doc, "policy"));
-  if (!p) return;
+  if (!p) return -1;
   oa_features *fs = oa_policy_features(p);
 
   const char *event_id = NULL;
@@ -605,13 +583,13 @@ static void rank_body(call *c, int personalizer) {
   if (ev) {
     if (!is_type(ev, json_type_string)) {
       reply_error(c, 400, "BadRequest", "'eventId' must be a string");
-      return;
+      return -1;
     }
     event_id = json_object_get_string(ev);
     if (json_object_get_string_len(ev) >= OA_EVENT_ID_MAX) {
       reply_error(c, 400, "BadRequest", "'eventId' is longer than %d bytes",
                   OA_EVENT_ID_MAX - 1);
-      return;
+      return -1;
     }
   }
   int defer = 0;
@@ -619,7 +597,7 @@ static void rank_body(call *c, int personalizer) {
   if (dv) {
     if (!is_type(dv, json_type_boolean)) {
       reply_error(c, 400, "BadRequest", "'deferActivation' must be a boolean");
-      return;
+      return -1;
     }
     defer = json_object_get_boolean(dv);
   }
@@ -628,13 +606,13 @@ static void rank_body(call *c, int personalizer) {
     if (!is_type(ex, json_type_array)) {
       reply_error(c, 400, "BadRequest",
                   "'excludedActions' must be an array of action ids");
-      return;
+      return -1;
     }
     for (size_t i = 0; i < json_object_array_length(ex); i++)
       if (!is_type(json_object_array_get_idx(ex, i), json_type_string)) {
         reply_error(c, 400, "BadRequest",
                     "'excludedActions' must be an array of action ids");
-        return;
+        return -1;
       }
   }
 
@@ -643,7 +621,7 @@ static void rank_body(call *c, int personalizer) {
   if (ctx && !is_type(ctx, personalizer ? json_type_array : json_type_object)) {
     reply_error(c, 400, "BadRequest", "'%s' must be %s", ctx_key,
                 personalizer ? "an array of objects" : "an object");
-    return;
+    return -1;
   }
   int ctx_list = personalizer;
   json_object *hooked = NULL; /* the context the app's rank hook made */
@@ -653,7 +631,7 @@ static void rank_body(call *c, int personalizer) {
       merged = json_object_new_object();
       if (!merged) {
         reply_error(c, 503, "Unavailable", "out of memory");
-        return;
+        return -1;
       }
       for (size_t i = 0; i < json_object_array_length(ctx); i++) {
         json_object *part = json_object_array_get_idx(ctx, i);
@@ -668,13 +646,13 @@ static void rank_body(call *c, int personalizer) {
     if (rc) {
       if (hooked) json_object_put(hooked);
       reply_oa(c, &c->err);
-      return;
+      return -1;
     }
     if (hooked) {
       if (!is_type(hooked, json_type_object)) {
         json_object_put(hooked);
         reply_error(c, 500, "ScriptError", "the context hook must return a table");
-        return;
+        return -1;
       }
       ctx = hooked;
       ctx_list = 0;
@@ -689,17 +667,35 @@ static void rank_body(call *c, int personalizer) {
   if (hooked) c->extra = hooked;
   if (vrc) {
     reply_oa(c, &c->err);
-    return;
+    return -1;
   }
 
+  *st = (rank_state){.personalizer = personalizer,
+                     .p = p,
+                     .event_id = event_id,
+                     .defer = defer,
+                     .ex = ex,
+                     .ctx = ctx,
+                     .ctx_list = ctx_list,
+                     .ctx_key = ctx_key,
+                     .ctx_values = ctx_values};
+  return 0;
+}
+
+/* The second half: the decision among the candidates (the request's, or
+ * the retrieved ones in cands) and the response. */
+static void rank_decide(call *c, rank_state *st, json_object *cands, int32_t rfresh) {
+  oa_api *api = c->api;
+  json_object *doc = c->doc;
+  int personalizer = st->personalizer;
+  oa_policy *p = st->p;
+  oa_features *fs = oa_policy_features(p);
+  const char *event_id = st->event_id, *ctx_key = st->ctx_key;
+  int defer = st->defer, ctx_list = st->ctx_list;
+  json_object *ex = st->ex, *ctx = st->ctx;
+  oa_value *ctx_values = st->ctx_values;
   json_object *acts = member(doc, "actions");
-  json_object *cands = personalizer ? NULL : member(doc, "candidates");
-  json_object *retr = personalizer ? NULL : member(doc, "retrieve");
-  oa_retrieve_request rreq;
-  int32_t rfresh = 0;
-  if (retr && retrieve_candidates(c, p, retr, ctx, ctx_values, ex, acts || cands, event_id,
-                                  &rreq, &cands, &rfresh))
-    return;
+  if (!cands && !personalizer) cands = member(doc, "candidates");
   if ((acts != NULL) == (cands != NULL)) {
     reply_error(c, 400, "BadRequest",
                 personalizer
@@ -831,7 +827,7 @@ static void rank_body(call *c, int personalizer) {
     put_str(b, oa_policy_name(p));
     put(b, ",\"appVersion\":");
     put_str(b, cur_version(api));
-    if (retr) oa_api_retrieve_put(b, &rreq, n, rfresh);
+    if (st->retrieved) oa_api_retrieve_put(b, &st->rreq, n, rfresh);
     put(b, "}");
   } else {
     put(b, "],\"eventId\":");
@@ -840,6 +836,162 @@ static void rank_body(call *c, int personalizer) {
     oa_json_put_str(b, ids[d.chosen], lens[d.chosen]);
     put(b, "}");
   }
+}
+
+static void record(oa_api *api, enum route r, int status, double seconds);
+
+/* ---- two-stage ranking (server/retrieve.c) ----
+ * `retrieve` turns into the request's candidates: the shortlist becomes an
+ * array added to the request's document (released with it) and the rank
+ * goes on as for catalog ids. An exact scan of a large store runs on the
+ * libuv thread pool while the HTTP response waits (oa_http_defer), so the
+ * loop keeps serving; everything else about the request happens on the
+ * loop thread, before and after. */
+
+/* Starts the retrieval for `retr`; NULL with the reply set. */
+static oa_retrieval_scan *retrieve_begin(call *c, rank_state *st, json_object *retr) {
+  oa_api *api = c->api;
+  if (member(c->doc, "actions") || member(c->doc, "candidates")) {
+    reply_error(c, 400, "BadRequest", "give either 'retrieve' or candidates, not both");
+    return NULL;
+  }
+  if (oa_api_retrieve_request(api->engine, retr, st->ctx, st->ex, &api->arena, &st->rreq,
+                              &c->err)) {
+    reply_oa(c, &c->err);
+    return NULL;
+  }
+  st->retrieved = 1;
+  /* The fresh picks are seeded by the event id when the client gives one
+   * (reproducible), else by a counter. */
+  static uint64_t counter;
+  uint64_t seed =
+      st->event_id ? oa_hash_bytes(st->event_id, strlen(st->event_id), 0x7e7) : ++counter;
+  oa_retrieval_scan *scan = oa_engine_retrieve_begin(api->engine, st->p, &st->rreq,
+                                                     st->ctx_values, seed, &c->err);
+  if (!scan) reply_oa(c, &c->err);
+  return scan;
+}
+
+/* Ends the scan; the shortlist as *cands. 0, or -1 with the reply set. */
+static int retrieve_end(call *c, oa_retrieval_scan *scan, json_object **cands,
+                        int32_t *fresh) {
+  oa_shortlist sl;
+  if (oa_engine_retrieve_end(c->api->engine, scan, &sl, &c->err)) {
+    if (c->err.code == OA_ENOTFOUND)
+      reply_error(c, 400, "BadRequest", "%s", c->err.message);
+    else
+      reply_oa(c, &c->err);
+    return -1;
+  }
+  json_object *arr = json_object_new_array_ext(sl.n);
+  for (int32_t i = 0; arr && i < sl.n; i++)
+    json_object_array_add(arr, json_object_new_string_len(sl.ids[i], (int)sl.lens[i]));
+  if (!arr || json_object_object_add(c->doc, "\x01retrieved", arr)) {
+    json_object_put(arr);
+    reply_error(c, 503, "Unavailable", "out of memory");
+    return -1;
+  }
+  *cands = arr;
+  *fresh = sl.fresh;
+  return 0;
+}
+
+/* A rank whose exact scan runs on the thread pool. */
+typedef struct offloaded_rank {
+  uv_work_t work;
+  oa_api *api;
+  oa_http_deferred *http;
+  oa_retrieval_scan *scan;
+  rank_state st;
+  char policy[OA_MAX_NAME];
+  json_object *doc, *extra; /* the request's documents, released at the end */
+  uint64_t t0;
+} offloaded_rank;
+
+static void offloaded_scan(uv_work_t *w) {
+  oa_retrieval_scan_run(((offloaded_rank *)w->data)->scan);
+}
+
+/* Back on the loop thread: end the scan and finish the request. Other
+ * requests ran meanwhile, so what lived in the arena (the context values)
+ * is made again, and the policy is looked up again by name (a reload may
+ * have replaced it). */
+static void offloaded_done(uv_work_t *w, int status) {
+  offloaded_rank *o = w->data;
+  oa_api *api = o->api;
+  call c = {.api = api,
+            .req = oa_http_deferred_request(o->http),
+            .res = oa_http_deferred_response(o->http),
+            .doc = o->doc,
+            .extra = o->extra};
+  c.err.code = 0;
+  c.err.message[0] = 0;
+  oa_json_arena_reset(&api->arena);
+  hooks_enter(api);
+  json_object *cands = NULL;
+  int32_t fresh = 0;
+  rank_state *st = &o->st;
+  if (!retrieve_end(&c, o->scan, &cands, &fresh)) {
+    st->p = oa_engine_policy(api->engine, o->policy);
+    if (!st->p)
+      reply_error(&c, 503, "Unavailable",
+                  "policy '%s' went away while retrieving (an app reload); retry",
+                  o->policy);
+    else if (!side_values(&c, oa_policy_features(st->p), OA_SIDE_CONTEXT, st->ctx,
+                          st->ctx_list, &st->ctx_values, "context"))
+      rank_decide(&c, st, cands, fresh);
+    else
+      reply_oa(&c, &c.err);
+  }
+  hooks_leave(api);
+  record(api, st->personalizer ? R_P_RANK : R_RANK, c.res->status,
+         (double)(uv_hrtime() - o->t0) * 1e-9);
+  json_object_put(o->doc);
+  if (o->extra) json_object_put(o->extra);
+  oa_http_deferred_finish(o->http);
+  free(o);
+}
+
+/* Sends the scan to the thread pool and defers the response. 0, or -1
+ * when it cannot (the scan then runs here). */
+static int offload(call *c, rank_state *st, oa_retrieval_scan *scan) {
+  oa_api *api = c->api;
+  const char *name = oa_policy_name(st->p);
+  if (!api->loop || strlen(name) >= OA_MAX_NAME) return -1;
+  offloaded_rank *o = calloc(1, sizeof *o);
+  if (!o) return -1;
+  o->api = api;
+  o->scan = scan;
+  o->st = *st;
+  o->st.ctx_values = NULL; /* in the arena: made again at the end */
+  memcpy(o->policy, name, strlen(name) + 1);
+  o->doc = c->doc;
+  o->extra = c->extra;
+  o->t0 = c->t0;
+  o->work.data = o;
+  if (uv_queue_work(api->loop, &o->work, offloaded_scan, offloaded_done)) {
+    free(o);
+    return -1;
+  }
+  o->http = oa_http_defer(c->res);
+  c->doc = c->extra = NULL; /* the offloaded request owns them now */
+  return 0;
+}
+
+static void rank_body(call *c, int personalizer) {
+  rank_state st;
+  if (rank_prepare(c, personalizer, &st)) return;
+  json_object *retr = personalizer ? NULL : member(c->doc, "retrieve");
+  json_object *cands = NULL;
+  int32_t fresh = 0;
+  if (retr) {
+    oa_retrieval_scan *scan = retrieve_begin(c, &st, retr);
+    if (!scan) return;
+    if (oa_retrieval_scan_heavy(scan) && !offload(c, &st, scan)) return;
+    oa_retrieval_scan_run(scan);
+    if (retrieve_end(c, scan, &cands, &fresh)) return;
+  }
+  rank_decide(c, &st, cands, fresh);
 }
 
 /* A rank request; the app's hooks and the engine calls (which may run Lua)
@@ -1442,12 +1594,13 @@ static enum route dispatch(call *c) {
 void oa_api_handle(void *ud, const oa_http_request *req, oa_http_response *res) {
   oa_api *api = ud;
   uint64_t t0 = uv_hrtime();
-  call c = {.api = api, .req = req, .res = res, .doc = NULL, .extra = NULL};
+  call c = {.api = api, .req = req, .res = res, .doc = NULL, .extra = NULL, .t0 = t0};
   c.err.code = 0;
   c.err.message[0] = 0;
   oa_json_arena_reset(&api->arena);
   enum route r = dispatch(&c);
   if (c.doc) json_object_put(c.doc);
   if (c.extra) json_object_put(c.extra);
-  record(api, r, res->status, (double)(uv_hrtime() - t0) * 1e-9);
+  if (!res->deferred_) /* else recorded when it is answered */
+    record(api, r, res->status, (double)(uv_hrtime() - t0) * 1e-9);
 }

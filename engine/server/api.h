@@ -80,8 +80,8 @@ typedef struct oa_api_app {
   const char *admin_token;   /* NULL or "": admin routes are open */
   int admin_loopback;        /* 1: the server listens on loopback only (allows the
                                 reload route without a token) */
-  int log_context; /* 1: attach each decision's context and candidates (JSON) to
-                      its event, for the decision log's `c` field */
+  int log_context;           /* 1: attach each decision's context and candidates (JSON) to
+                                its event, for the decision log's `c` field */
   const oa_api_hooks *hooks; /* NULL: none; borrowed, must outlive the api */
   void *hooks_ud;
 } oa_api_app;
@@ -92,8 +92,11 @@ typedef struct oa_api oa_api;
 oa_api *oa_api_new(const oa_api_app *app, oa_error *err);
 void oa_api_free(oa_api *api);
 
-/* Lets /metrics report the HTTP layer's counters (borrowed; may be NULL). */
-void oa_api_set_http(oa_api *api, oa_http_server *http);
+/* The server the api answers for (both borrowed; either may be NULL):
+ * /metrics reports the HTTP layer's counters, and large exact retrieval
+ * scans run on the loop's thread pool while their responses wait
+ * (oa_http_defer); without a loop they run on the calling thread. */
+void oa_api_set_server(oa_api *api, uv_loop_t *loop, oa_http_server *http);
 
 /* The oa_http_handler: ud is the oa_api. */
 void oa_api_handle(void *ud, const oa_http_request *req, oa_http_response *res);

@@ -429,7 +429,7 @@ int oa_service_start(oa_service *s, struct uv_loop_s *loop, oa_error *err) {
       hcfg.idle_timeout_ms = (uint64_t)(s->cfg.idle_timeout * 1000);
     s->http = oa_http_server_new(loop, &hcfg, oa_api_handle, s->api, err);
     if (!s->http) return err ? err->code : OA_ENOMEM;
-    oa_api_set_http(s->api, s->http);
+    oa_api_set_server(s->api, loop, s->http);
     if (oa_http_server_listen(s->http, s->host, s->port, err)) {
       oa_http_server_free(s->http);
       s->http = NULL;
@@ -485,10 +485,10 @@ void oa_service_stop(oa_service *s, void (*done)(oa_service *s, void *ud), void 
     maybe_finish_stop(s);
     return;
   }
-  uv_handle_t *handles[] = {(uv_handle_t *)&s->expire, (uv_handle_t *)&s->snapshot,
-                            (uv_handle_t *)&s->flush, (uv_handle_t *)&s->debounce,
-                            (uv_handle_t *)&s->reload_async,
-                            (uv_handle_t *)&s->retr_timer};
+  uv_handle_t *handles[] = {
+      (uv_handle_t *)&s->expire,       (uv_handle_t *)&s->snapshot,
+      (uv_handle_t *)&s->flush,        (uv_handle_t *)&s->debounce,
+      (uv_handle_t *)&s->reload_async, (uv_handle_t *)&s->retr_timer};
   for (size_t i = 0; i < sizeof handles / sizeof handles[0]; i++) {
     handles[i]->data = s;
     uv_close(handles[i], on_handle_closed);
@@ -626,14 +626,14 @@ int oa_service_decide_retrieve(oa_service *s, const char *policy, const char *ev
                         .n_exclude = opt->n_exclude,
                         .preds = preds,
                         .n_preds = opt->n_equal};
-  oa_retrieve_request rq = {
-      .n = opt->n ? opt->n : rc->n,
-      .mode = opt->approximate ? OA_RETRIEVE_APPROX : OA_RETRIEVE_EXACT,
-      .nprobe = opt->nprobe,
-      .query = opt->query,
-      .query_dim = opt->query_dim,
-      .filter = (opt->n_exclude || opt->n_equal) ? &fsp : NULL,
-      .fresh_share = opt->fresh_share};
+  oa_retrieve_request rq = {.n = opt->n ? opt->n : rc->n,
+                            .mode =
+                                opt->approximate ? OA_RETRIEVE_APPROX : OA_RETRIEVE_EXACT,
+                            .nprobe = opt->nprobe,
+                            .query = opt->query,
+                            .query_dim = opt->query_dim,
+                            .filter = (opt->n_exclude || opt->n_equal) ? &fsp : NULL,
+                            .fresh_share = opt->fresh_share};
   oa_decide_request req = {
       .event_id = event_id, .context = ctx, .keep_event = 1, .retrieve = &rq};
   oa_decision d;

@@ -527,6 +527,108 @@ static void test_approximate_and_background_jobs(void) {
   oa_engine_free(e);
 }
 
+static void *run_scan(void *scan) {
+  oa_retrieval_scan_run(scan);
+  return NULL;
+}
+
+/* Exact scans run on other threads (as the server runs large ones) while
+ * this thread removes the best items, adds better ones and keeps deciding:
+ * the shortlists never hold an id the catalog lost, and once the scans end
+ * the store holds every change and agrees with brute force. */
+static void test_scans_off_thread_with_concurrent_changes(void) {
+  oa_error err;
+  int items = 3000;
+  oa_engine *e = make_engine(items);
+  oa_retrieval_config c = config();
+  CHECK_OK(oa_engine_set_retrieval(e, &c, &err));
+  oa_policy *p = oa_engine_policy(e, "p");
+  double u[DIM];
+  item_vec(42, u); /* item 42 is the best match for its own vector */
+  float q[DIM];
+  for (int j = 0; j < DIM; j++)
+    q[j] = (float)u[j];
+  oa_retrieve_request rq = {.n = 20,
+                            .mode = OA_RETRIEVE_EXACT,
+                            .fresh_share = -1,
+                            .query = q,
+                            .query_dim = DIM};
+  int removed[3000] = {0};
+  int top[20];
+  CHECK(brute_top(u, items, NULL, all_items, 20, top) == 20);
+
+  oa_retrieval_scan *s1 = oa_engine_retrieve_begin(e, p, &rq, NULL, 1, &err);
+  oa_retrieval_scan *s2 = oa_engine_retrieve_begin(e, p, &rq, NULL, 2, &err);
+  CHECK(s1 && s2);
+  CHECK(!oa_retrieval_scan_heavy(s1)); /* 3000 x 8 floats: inline is cheaper */
+  pthread_t t1, t2;
+  pthread_create(&t1, NULL, run_scan, s1);
+  pthread_create(&t2, NULL, run_scan, s2);
+  /* Meanwhile: drop the current top 10 (all the store's best), add a row
+   * pointing along the query, and decide (frozen store, inline scans). */
+  for (int k = 0; k < 10; k++) {
+    char id[16];
+    snprintf(id, sizeof id, "v%d", top[k]);
+    CHECK_OK(oa_catalog_remove(oa_engine_catalog(e), id, strlen(id)));
+    removed[top[k]] = 1;
+  }
+  double strong[DIM];
+  for (int j = 0; j < DIM; j++)
+    strong[j] = 10 * u[j];
+  oa_field f = {"emb", {.type = OA_VAL_VEC, .count = DIM, .vec = strong}};
+  CHECK(oa_catalog_upsert(oa_engine_catalog(e), "strong", 6, &f, 1, &err) >= 0);
+  for (int k = 0; k < 50; k++) {
+    oa_decide_request req = {.keep_event = 0, .retrieve = &rq};
+    oa_decision d;
+    CHECK_OK(oa_policy_decide(p, &req, &d, &err));
+    for (int i = 0; i < d.n; i++)
+      CHECK(oa_catalog_find(oa_engine_catalog(e), d.ids[i], strlen(d.ids[i])) >= 0);
+  }
+  pthread_join(t1, NULL);
+  pthread_join(t2, NULL);
+  /* End in the other order; the first end still sees a frozen store. */
+  oa_shortlist sl;
+  CHECK_OK(oa_engine_retrieve_end(e, s2, &sl, &err));
+  CHECK(sl.n == 10); /* the 20 it found, less the 10 removed meanwhile */
+  for (int i = 0; i < sl.n; i++) {
+    CHECK(strcmp(sl.ids[i], "strong") != 0); /* added after the scan began */
+    CHECK(!removed[id_num(sl.ids[i])]);
+    CHECK(id_num(sl.ids[i]) == top[10 + i]);
+  }
+  CHECK(oa_vecstore_find(oa_engine_retrieval_store(e), "strong", 6) <
+        0); /* still frozen */
+  CHECK_OK(oa_engine_retrieve_end(e, s1, &sl, &err));
+  CHECK(sl.n == 10);
+  /* Thawed: the store holds every change; a new scan agrees with brute
+   * force plus the strong row first. */
+  const oa_vecstore *vs = oa_engine_retrieval_store(e);
+  CHECK(oa_vecstore_find(vs, "strong", 6) >= 0);
+  CHECK(oa_vecstore_count(vs) == items - 10 + 1);
+  CHECK_OK(oa_engine_retrieve(e, p, &rq, NULL, 3, &sl, &err));
+  CHECK(!strcmp(sl.ids[0], "strong"));
+  int want[19];
+  CHECK(brute_top(u, items, removed, all_items, 19, want) == 19);
+  for (int i = 1; i < sl.n; i++)
+    CHECK(id_num(sl.ids[i]) == want[i - 1]);
+  oa_retrieval_stats st = oa_engine_retrieval_stats(e);
+  CHECK(st.offloaded == 2);
+  CHECK(st.exact == 2 + 50 + 1);
+  CHECK(st.jobs_running == 0);
+  /* An abandoned scan (out NULL) also thaws the store. */
+  oa_retrieval_scan *s3 = oa_engine_retrieve_begin(e, p, &rq, NULL, 4, &err);
+  CHECK(s3 != NULL);
+  CHECK_OK(oa_catalog_remove(oa_engine_catalog(e), "strong", 6));
+  CHECK(oa_vecstore_find(vs, "strong", 6) >= 0);
+  CHECK_OK(oa_engine_retrieve_end(e, s3, NULL, &err));
+  CHECK(oa_vecstore_find(oa_engine_retrieval_store(e), "strong", 6) < 0);
+  /* Bad requests are refused at begin and freeze nothing. */
+  rq.n = 0;
+  CHECK(oa_engine_retrieve_begin(e, p, &rq, NULL, 5, &err) == NULL &&
+        err.code == OA_EINVAL);
+  CHECK(oa_engine_retrieval_stats(e).jobs_running == 0);
+  oa_engine_free(e);
+}
+
 int main(void) {
   RUN(test_store_follows_catalog);
   RUN(test_decide_is_exact_top_n);
@@ -534,6 +636,7 @@ int main(void) {
   RUN(test_errors_change_nothing);
   RUN(test_snapshot_round_trip);
   RUN(test_approximate_and_background_jobs);
+  RUN(test_scans_off_thread_with_concurrent_changes);
   oa_pool_shared_shutdown();
   return CHECK_DONE();
 }

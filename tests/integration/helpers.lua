@@ -124,4 +124,36 @@ function Server:metric(name)
   return nil
 end
 
+-- ---- two-stage ranking specs ----
+
+-- A deterministic embedding of dim numbers in [-1, 1) for item i (a small
+-- LCG, no shared state).
+function H.item_vec(i, dim)
+  local v, s = {}, (i * 2654435761) % 4294967296
+  for j = 1, dim do
+    s = (s * 1103515245 + 12345) % 2147483648
+    v[j] = (s / 2147483648) * 2 - 1
+  end
+  return v
+end
+
+function H.dot(a, b)
+  local s = 0
+  for j = 1, #a do s = s + a[j] * b[j] end
+  return s
+end
+
+function H.set_of(list)
+  local s = {}
+  for _, v in ipairs(list) do s[v] = true end
+  return s
+end
+
+-- The ids of a rank response's ranking, in order.
+function H.ids_of(body)
+  local out = {}
+  for _, r in ipairs(body.ranking) do out[#out + 1] = r.id end
+  return out
+end
+
 return H

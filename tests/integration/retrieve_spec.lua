@@ -20,21 +20,8 @@ local function post(server, path, t)
 end
 local TOPICS = { "music", "news", "sports", "comedy" }
 
--- A deterministic embedding for item i (a small LCG, no shared state).
-local function vec(i)
-  local v, s = {}, (i * 2654435761) % 4294967296
-  for j = 1, DIM do
-    s = (s * 1103515245 + 12345) % 2147483648
-    v[j] = (s / 2147483648) * 2 - 1
-  end
-  return v
-end
-
-local function dot(a, b)
-  local s = 0
-  for j = 1, DIM do s = s + a[j] * b[j] end
-  return s
-end
+local function vec(i) return H.item_vec(i, DIM) end
+local dot, set_of, ids_of = H.dot, H.set_of, H.ids_of
 
 local ITEMS = 400
 
@@ -54,18 +41,6 @@ local function top(q, n, keep, gone)
   local out = {}
   for k = 1, math.min(n, #all) do out[k] = all[k].id end
   return out
-end
-
-local function ids_of(body)
-  local out = {}
-  for _, r in ipairs(body.ranking) do out[#out + 1] = r.id end
-  return out
-end
-
-local function set_of(list)
-  local s = {}
-  for _, v in ipairs(list) do s[v] = true end
-  return s
 end
 
 describe("two-stage ranking over HTTP", function()
