@@ -112,12 +112,14 @@ static void exact_equals_brute_force(void) {
   oa_rng rng;
   oa_rng_seed(&rng, 1);
   int64_t sizes[] = {0, 1, 7, 8, 9, 100, 4095, 4097, 9000};
-  int32_t dims[] = {1, 8, 13, 64};
+  /* 32, 64 and 128 take the scan's fixed-length loops, the others the
+   * general one; 32 in I8 has rows shorter than the 64-byte stride. */
+  int32_t dims[] = {1, 8, 13, 32, 64, 128};
   int32_t ns[] = {1, 5, 100, 20000};
   ref_item *ref = malloc(9000 * sizeof *ref);
   oa_topn_result res;
   oa_topn_result_init(&res);
-  float q[64];
+  float q[128];
   int failures = 0;
   for (int f = 0; f < 3; f++)
     for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++)
@@ -345,12 +347,14 @@ static void bad_arguments_are_rejected(void) {
 static void threads_give_identical_results(void) {
   oa_rng rng;
   oa_rng_seed(&rng, 21);
-  float q[48];
+  float q[64];
   oa_topn_result a, b;
   oa_topn_result_init(&a);
   oa_topn_result_init(&b);
-  for (int f = 0; f < 3; f++) {
-    oa_vecstore *vs = make_store(48, (oa_vec_format)f);
+  /* Every format with a dim of the general loop (48) and of a fixed one. */
+  for (int fd = 0; fd < 6; fd++) {
+    int f = fd % 3, dim = fd < 3 ? 48 : 64;
+    oa_vecstore *vs = make_store(dim, (oa_vec_format)f);
     fill(vs, &rng, 60000, 0);
     for (int i = 0; i < 60000; i += 7) {
       char id[32];
@@ -358,7 +362,7 @@ static void threads_give_identical_results(void) {
       oa_vecstore_remove(vs, id, strlen(id));
     }
     for (int t = 0; t < 3; t++) {
-      random_query(&rng, q, 48, 0);
+      random_query(&rng, q, dim, 0);
       CHECK_OK(oa_topn_exact(vs, q, 100, NULL, 1, &a, NULL));
       for (int threads = 0; threads <= 4; threads++) {
         CHECK_OK(oa_topn_exact(vs, q, 100, NULL, threads, &b, NULL));
