@@ -11,7 +11,8 @@ static const struct {
 } commands[] = {
     {"version", cli_version, "print the version"},
     {"simulate", cli_simulate, "run an app against simulated users"},
-    {"cbify", cli_cbify, "evaluate a policy on a multiclass data set (supervised to bandit)"},
+    {"cbify", cli_cbify,
+     "evaluate a policy on a multiclass data set (supervised to bandit)"},
     {"serve", cli_serve, "serve an app over HTTP"},
     {"catalog", cli_catalog, "vector catalogs: load from CSV, describe a file"},
 };
@@ -27,6 +28,7 @@ int main(int argc, char **argv) {
     usage(argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
   }
+  if (!strcmp(argv[1], "serve")) cli_use_huge_pages(argv);
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
     if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
   fprintf(stderr, "onearm: unknown command '%s'\n", argv[1]);

@@ -508,6 +508,12 @@ static void heap_sift_down(fresh_entry *h, int32_t n, int32_t i) {
   }
 }
 
+/* The store is frozen and the catalog changed meanwhile: the store may
+ * still hold actions the catalog lost. */
+static int held_changes(const oa__retrieval *r) {
+  return r->dirty.count > 0 || r->resync;
+}
+
 /* Picks up to m fresh rows (see retrieval.h) not among the count rows in
  * r->rows; returns how many, written to out. */
 static int32_t fresh_pick(oa__retrieval *r, oa_engine *e, const oa_filter *filter,
@@ -527,7 +533,7 @@ static int32_t fresh_pick(oa__retrieval *r, oa_engine *e, const oa_filter *filte
     if (!oa_vecstore_is_live(r->vs, row)) continue;
     if (filter && !oa_filter_pass(filter, r->vs, row)) continue;
     if (bsearch(&row, r->sorted, (size_t)count, sizeof(int64_t), cmp_row)) continue;
-    if (r->readers) {
+    if (held_changes(r)) {
       const char *id = oa_vecstore_id(r->vs, row);
       if (!id || oa_catalog_find(cat_of(e), id, strlen(id)) < 0) continue;
     }
@@ -788,7 +794,7 @@ static int shortlist(oa_engine *e, oa__retrieval *r, oa_retrieval_scan *s,
   if (s->offloaded) r->offloaded++;
   /* Changes held back while frozen: the store may still hold actions the
    * catalog lost. */
-  int held = r->dirty.count > 0 || r->resync;
+  int held = held_changes(r);
   int32_t k = 0;
   for (int32_t i = 0; i < count; i++) {
     if (held) {
