@@ -13,33 +13,11 @@ local N = tonumber(arg[1]) or 1000000
 local OUT = arg[2] or "reels_catalog.csv"
 local DIM = tonumber(arg[3]) or 32
 
-local TOPICS = { "comedy", "music", "dance", "sports", "gaming", "cooking", "travel",
-                 "fashion", "beauty", "tech", "science", "pets", "fitness", "diy", "news",
-                 "education", "art", "cars", "finance", "nature" }
-local LANGUAGES = { "en", "en", "en", "pt", "es", "es", "fr", "de", "hi", "ja" }
-
--- A small, fast PRNG (xorshift-style on Lua integers) for reproducibility.
-local state = 0x2545F4914F6CDD1D
-local function rand()
-  state = state ~ (state << 13)
-  state = state ~ (state >> 7)
-  state = state ~ (state << 17)
-  return ((state >> 11) & 0xFFFFFFFFFFFFF) / 0x10000000000000
-end
-local function normal()
-  local u, v = rand(), rand()
-  return math.sqrt(-2 * math.log(u + 1e-300)) * math.cos(2 * math.pi * v)
-end
-
--- One unit direction per topic.
-local centre = {}
-for t = 1, #TOPICS do
-  local c, norm = {}, 0
-  for j = 1, DIM do c[j] = normal(); norm = norm + c[j] * c[j] end
-  norm = math.sqrt(norm)
-  for j = 1, DIM do c[j] = c[j] / norm end
-  centre[t] = c
-end
+-- The generator lives next to this script (catalog_gen.lua), shared with
+-- the simulated users of env_scale.lua.
+local dir = (arg[0] or ""):match("^(.*)[/\\]") or "."
+package.path = dir .. "/?.lua;" .. package.path
+local catalog_gen = require "catalog_gen"
 
 local f = assert(io.open(OUT, "w"))
 local head = { "id" }
@@ -47,17 +25,18 @@ for j = 0, DIM - 1 do head[#head + 1] = "v" .. j end
 for _, k in ipairs { "topic", "language", "duration", "engagement", "age" } do head[#head + 1] = k end
 f:write(table.concat(head, ","), "\n")
 local fmt = string.format
-local row = {}
+local TOPICS = catalog_gen.TOPICS
+local gen, v, row = catalog_gen.new(DIM), {}, {}
 for i = 1, N do
-  local t = 1 + math.floor(rand() * #TOPICS)
-  local c = centre[t]
+  gen.next(v)
+  local emb = v.emb
   row[1] = fmt("video-%d", i)
-  for j = 1, DIM do row[j + 1] = fmt("%.3f", c[j] + 0.35 * normal()) end
-  row[DIM + 2] = TOPICS[t]
-  row[DIM + 3] = LANGUAGES[1 + math.floor(rand() * #LANGUAGES)]
-  row[DIM + 4] = fmt("%d", 5 + math.floor(rand() * 175))
-  row[DIM + 5] = fmt("%.3f", rand())
-  row[DIM + 6] = fmt("%d", math.floor(-30 * math.log(rand() + 1e-12)))
+  for j = 1, DIM do row[j + 1] = fmt("%.3f", emb[j]) end
+  row[DIM + 2] = TOPICS[v.topic]
+  row[DIM + 3] = v.language
+  row[DIM + 4] = fmt("%d", v.duration)
+  row[DIM + 5] = fmt("%.3f", v.engagement)
+  row[DIM + 6] = fmt("%d", v.age)
   f:write(table.concat(row, ",", 1, DIM + 6), "\n")
   if i % 100000 == 0 then io.stderr:write(fmt("\r%d / %d", i, N)) end
 end
