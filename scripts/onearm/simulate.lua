@@ -7,6 +7,17 @@
 -- of the env, all seeded identically, and all see the same stream of users
 -- and candidate sets: one reference env draws each step's context and
 -- candidates, and each policy's env only draws that policy's feedback noise.
+--
+-- Two-stage apps (an app that declares `retrieve`): every learner's engine
+-- gets the retrieval store with the catalog, and each decision retrieves
+-- its shortlist from the whole catalog (the app's retrieve defaults) and
+-- ranks it, as `onearm serve` does; env:candidates is then the shortlist a
+-- perfect retriever would give (the env knows the truth). The random
+-- baseline and the oracle still choose among env:candidates, so regret is
+-- measured against the best of the env's shortlist (a perfect retriever
+-- followed by a perfect ranker); a learner's choice outside that shortlist
+-- is valued by env:expected_reward as usual, and can beat it. The app's
+-- filter hook works on candidate lists and is not applied to retrieval.
 local oa = require "onearm"
 local rng = require "onearm.rng"
 local report = require "onearm.report"
@@ -149,22 +160,37 @@ local function new_runner(name, role)
            avg = {}, reg = {} }
 end
 
-local function progress_bar(total)
+-- A progress bar on stderr: returns function(t, done) for t in 1..total.
+local function progress_bar(total, label)
   local width, shown = 30, -1
+  label = label or "step"
   return function(t, done)
     local pct = math.floor(100 * t / total)
     if pct == shown and not done then return end
     shown = pct
     local fill = math.floor(width * t / total)
-    io.stderr:write(string.format("\r[%s%s] %3d%%  step %d/%d", string.rep("#", fill),
-      string.rep(".", width - fill), pct, t, total))
+    io.stderr:write(string.format("\r[%s%s] %3d%%  %s %d/%d", string.rep("#", fill),
+      string.rep(".", width - fill), pct, label, t, total))
     if done then io.stderr:write("\r", string.rep(" ", width + 40), "\r") end
     io.stderr:flush()
   end
 end
 
+-- Upsert the env's catalog (a list, or anything with # and [i]) into an
+-- engine; loading(i, n) reports progress every 4096 items and at the end.
+local function load_catalog(eng, catalog, loading)
+  local n = #catalog
+  for i = 1, n do
+    local item = catalog[i]
+    eng:upsert(item.id, item.features)
+    if loading and (i % 4096 == 0 or i == n) then loading(i, n) end
+  end
+end
+
 -- Run a simulation. opts: app, env, steps, seed, every, policies, progress
--- (a function(t, done) or nil). Returns the summary table and the curves.
+-- (a function(t, done) or nil), loading (a function(label) returning a
+-- function(i, n) for the catalog loads, or nil). Returns the summary table
+-- and the curves.
 function simulate.run(opts)
   local T, seed = opts.steps, opts.seed
   local every = opts.every or math.max(1, T // 200)
@@ -176,13 +202,21 @@ function simulate.run(opts)
   check_env(opts.env, ref_env)
   local catalog = ref_env:catalog()
   local names = opts.policies or ref.declared
+  local retrieve = ref.retrieve -- two-stage: learners retrieve from the catalog
 
   -- Each learner: its own copy of the app (hooks and closures included),
   -- its own engine and its own env instance for feedback noise.
   local runners = {}
   for _, name in ipairs(names) do
     local a = oa.load_app(opts.app, oa.engine { seed = seed }, { only = { name } })
-    for _, item in ipairs(catalog) do a.engine:upsert(item.id, item.features) end
+    load_catalog(a.engine, catalog, opts.loading and opts.loading("catalog -> " .. name))
+    -- Build the approximate index now, not inside the first decision.
+    if retrieve and retrieve.mode == "approximate" and #catalog > 0 then
+      local shown = opts.loading and opts.loading("index -> " .. name)
+      if shown then shown(0, 1) end
+      a.engine:build_index()
+      if shown then shown(1, 1) end
+    end
     local r = new_runner(name, "learner")
     r.app, r.eng, r.env = a, a.engine, Env.new(seed)
     r.schedule = a.policy_specs[name].schedule or a.schedule
@@ -197,6 +231,7 @@ function simulate.run(opts)
   all[#all + 1] = random
   all[#all + 1] = oracle
 
+  local load_seconds = host.clock() - started
   local reward_of = function(s) return ref:compose(s) end
   local steps_out = {}
   local expected = {}
@@ -230,16 +265,27 @@ function simulate.run(opts)
         if p then eng:set_params(name, p) end
       end
       local c = a:prepare(ctx)
-      local list = cands
-      if a.filter then list = a.filter(c, cands) end
-      local d = eng:decide(name, c, list)
+      local d
+      if retrieve then
+        d = eng:decide(name, c, { retrieve = {} })
+      else
+        local list = cands
+        if a.filter then list = a.filter(c, cands) end
+        d = eng:decide(name, c, list)
+      end
       local c1 = host.clock()
       local s = r.env:signals(ctx, d.action, t)
       local c2 = host.clock()
       local reward = a:compose(s)
       eng:learn(d.event_id, reward)
       r.seconds = r.seconds + (c1 - c0) + (host.clock() - c2)
-      tally(r, reward, expected[d.action], best, t)
+      local e = expected[d.action]
+      if e then
+        r.in_shortlist = (r.in_shortlist or 0) + 1
+      else -- retrieved from outside the env's shortlist
+        e = ref_env:expected_reward(ctx, d.action, t, reward_of)
+      end
+      tally(r, reward, e, best, t)
     end
 
     local pick = cands[random.rng:int(#cands)]
@@ -260,7 +306,12 @@ function simulate.run(opts)
   if opts.progress then opts.progress(T, true) end
 
   local summary = { app = opts.app, env = opts.env, steps = T, seed = seed,
-                    version = ref.version, seconds = host.clock() - started, policies = {} }
+                    version = ref.version, seconds = host.clock() - started,
+                    load_seconds = load_seconds, catalog = #catalog, policies = {} }
+  if retrieve then
+    summary.retrieval = { field = retrieve.field, n = retrieve.n or 100,
+                          mode = retrieve.mode or "exact", nprobe = retrieve.nprobe }
+  end
   local curves = { steps = steps_out, series = {} }
   local last_n = T - quarter_start
   for _, r in ipairs(all) do
@@ -270,6 +321,13 @@ function simulate.run(opts)
     if r.role == "learner" then
       row.decisions_per_s = r.seconds > 0 and T / r.seconds or nil
       row.kind = r.eng:stats(r.name).kind
+      if retrieve then
+        local st = r.eng:retrieval_stats()
+        row.retrieval = { exact = st.exact, approximate = st.approximate,
+                          fresh_picks = st.fresh_picks,
+                          seconds = st.exact_seconds + st.approximate_seconds,
+                          in_env_shortlist = (r.in_shortlist or 0) / T }
+      end
     end
     summary.policies[#summary.policies + 1] = row
     curves.series[#curves.series + 1] = { name = r.name, avg = r.avg, regret = r.reg }
@@ -307,13 +365,29 @@ function simulate.main(argv)
     io.stdout:write(USAGE)
     return 0
   end
-  if host.isatty(2) then opts.progress = progress_bar(opts.steps) end
+  if host.isatty(2) then
+    opts.progress = progress_bar(opts.steps)
+    opts.loading = function(label)
+      local bar
+      return function(i, n)
+        bar = bar or progress_bar(n, label)
+        bar(i, i == n)
+      end
+    end
+  end
   local summary, curves = simulate.run(opts)
   simulate.write_outputs(opts.out, summary, curves)
   if opts.json then
     io.stdout:write(report.json(summary), "\n")
   else
     io.stdout:write(report.table(summary))
+    io.stdout:write(string.format("\ncatalog: %d items, ready in %.1f s", summary.catalog,
+      summary.load_seconds))
+    local rt = summary.retrieval
+    if rt then
+      io.stdout:write(string.format("\nretrieval: two-stage, %s, n %d (learners retrieve " ..
+        "from the catalog; random and oracle use the env's shortlist)", rt.mode, rt.n))
+    end
     io.stdout:write(string.format("\ncurves: %s\nplot:   %s\n", summary.csv, summary.svg))
   end
   return 0

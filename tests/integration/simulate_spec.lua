@@ -8,10 +8,12 @@ local SRC = os.getenv("ONEARM_SOURCE_DIR") or "."
 
 local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
--- Run the binary; returns stdout, stderr and the exit code.
-local function run(args)
+-- Run the binary; returns stdout, stderr and the exit code. vars: an
+-- optional table of environment variables for the run.
+local function run(args, vars)
   local err = os.tmpname()
   local cmd = { quote(BIN), "simulate" }
+  for k, v in pairs(vars or {}) do table.insert(cmd, 1, k .. "=" .. quote(v)) end
   for _, a in ipairs(args) do cmd[#cmd + 1] = quote(a) end
   local p = io.popen(table.concat(cmd, " ") .. " 2>" .. quote(err))
   local out = p:read("a")
@@ -78,6 +80,27 @@ describe("onearm simulate", function()
     local _, lines = svg:gsub("<polyline", "")
     assert.equal(#summary.policies, lines)
     assert.truthy(read(out_dir .. "/summary.json"))
+    os.execute("rm -rf " .. quote(out_dir))
+  end)
+
+  it("runs the reels app at scale with two-stage retrieval over the whole catalog", function()
+    local out_dir = tmpdir()
+    local out, err, code = run({ SRC .. "/examples/reels/app_scale.lua", "--env",
+                                 SRC .. "/examples/reels/env_scale.lua", "--steps", "300",
+                                 "--json", "--out", out_dir }, { REELS_VIDEOS = "20000" })
+    assert.equal(0, code, err)
+    local summary = assert(json.decode(out), "not JSON: " .. out)
+    local p = by_name(summary)
+    assert.equal(20000, summary.catalog)
+    assert.equal("approximate", summary.retrieval.mode)
+    assert.equal(200, summary.retrieval.n)
+    -- Every decision retrieved its own shortlist from the catalog.
+    assert.equal(300, p.reels.retrieval.approximate)
+    assert.is_true(p.reels.retrieval.in_env_shortlist > 0)
+    assert.is_true(p.reels.avg_reward > p.random.avg_reward + 0.05,
+      "the learner does not beat random: " .. p.reels.avg_reward)
+    assert.is_true(p.reels.regret < p.random.regret)
+    assert.is_true(p.reels.avg_reward < p.oracle.avg_reward)
     os.execute("rm -rf " .. quote(out_dir))
   end)
 
