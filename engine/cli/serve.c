@@ -36,7 +36,8 @@ static void usage(FILE *out) {
       "  --no-watch        do not reload when the app's files change\n"
       "  --no-restore      start fresh even if the data directory holds a snapshot\n"
       "  --seed            seed for event ids and decision randomness (default 0)\n"
-      "  --catalog FILE    upsert the actions of a CSV at start (id, v0..vN, fields)\n");
+      "  --catalog FILE    upsert a catalog file at start: a CSV (id, v0..vN, fields)\n"
+      "                    or a vector file from `onearm catalog load`\n");
 }
 
 static void on_stopped(oa_service *s, void *ud) {

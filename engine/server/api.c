@@ -17,6 +17,7 @@
 
 #include "core/error.h"
 #include "core/strmap.h"
+#include "server/catalog_load.h"
 #include "server/json.h"
 #include "server/retrieve.h"
 #include "runtime/retrieval.h"
@@ -30,6 +31,7 @@ enum route {
   R_ACTION_PUT,
   R_ACTION_DELETE,
   R_ACTIONS_BATCH,
+  R_ACTIONS_LOAD,
   R_POLICIES,
   R_POLICY,
   R_HEALTHZ,
@@ -47,6 +49,7 @@ static const char *const route_names[R_COUNT] = {"rank",
                                                  "action_put",
                                                  "action_delete",
                                                  "actions_batch",
+                                                 "actions_load",
                                                  "policies",
                                                  "policy",
                                                  "healthz",
@@ -85,7 +88,9 @@ struct oa_api {
   void *hooks_ud;
   int admin_loopback;
   int log_context;
-  uv_loop_t *loop; /* for large exact scans off the loop thread; NULL: inline */
+  uv_loop_t *loop; /* for work off the loop thread (large exact scans, catalog
+                      loads); NULL: inline, or refused */
+  int loading;     /* a POST /v1/actions:load is running */
   oa_http_server *http;
   oa_json_parser *parser;
   oa_json_arena arena;
@@ -1144,6 +1149,76 @@ static void do_action_delete(call *c, const char *id) {
   reply_no_content(c);
 }
 
+/* POST /v1/actions:load {"path"}: a catalog file on the server's disk
+ * (server/catalog_load.h), answered when the load ends. */
+typedef struct actions_load {
+  oa_api *api;
+  oa_http_deferred *http;
+  uint64_t t0;
+} actions_load;
+
+static void actions_loaded(void *ud, const oa_catalog_load_result *r) {
+  actions_load *al = ud;
+  oa_api *api = al->api;
+  call c = {.api = api,
+            .req = oa_http_deferred_request(al->http),
+            .res = oa_http_deferred_response(al->http),
+            .t0 = al->t0};
+  api->loading = 0;
+  if (!r->rc) {
+    char body[256];
+    snprintf(body, sizeof body, "{\"loaded\":%lld,\"actions\":%lld,\"seconds\":%.3f}",
+             (long long)r->loaded,
+             (long long)oa_catalog_count(oa_engine_catalog(api->engine)), r->seconds);
+    put(c.res->body, body);
+  } else if (r->checked && r->loaded > 0) {
+    reply_error(&c, 500, "InternalError", "%s (%lld rows were loaded before it)",
+                r->err.message, (long long)r->loaded);
+  } else if (r->rc == OA_EIO || r->rc == OA_EFORMAT || r->rc == OA_EDIM ||
+             r->rc == OA_ENUMERIC) {
+    reply_error(&c, 400, "BadRequest", "%s", r->err.message); /* the file's fault */
+  } else {
+    reply_oa(&c, &r->err);
+  }
+  record(api, R_ACTIONS_LOAD, c.res->status, (double)(uv_hrtime() - al->t0) * 1e-9);
+  oa_http_deferred_finish(al->http);
+  free(al);
+}
+
+static void do_actions_load(call *c) {
+  oa_api *api = c->api;
+  if (!admin_ok(c) || parse_object(c)) return;
+  json_object *path = member(c->doc, "path");
+  if (!is_type(path, json_type_string) || !json_object_get_string_len(path)) {
+    reply_error(c, 400, "BadRequest",
+                "'path' must name a catalog file (CSV or a vector file) on the server");
+    return;
+  }
+  if (!api->loop) {
+    reply_error(c, 503, "Unavailable", "catalog loads need the server's event loop");
+    return;
+  }
+  if (api->loading) {
+    reply_error(c, 409, "Conflict", "a catalog load is already running");
+    return;
+  }
+  actions_load *al = calloc(1, sizeof *al);
+  if (!al) {
+    reply_error(c, 503, "Unavailable", "out of memory");
+    return;
+  }
+  al->api = api;
+  al->t0 = c->t0;
+  if (oa_catalog_load_begin(api->engine, api->loop, json_object_get_string(path),
+                            actions_loaded, al, &c->err)) {
+    free(al);
+    reply_oa(c, &c->err);
+    return;
+  }
+  api->loading = 1;
+  al->http = oa_http_defer(c->res);
+}
+
 /* Validates every item before changing anything, so a bad batch changes
  * nothing. */
 static void do_actions_batch(call *c) {
@@ -1548,6 +1623,10 @@ static enum route dispatch(call *c) {
     else
       do_activate(c, id);
     return rt;
+  }
+  if (path_is(r, "/v1/actions:load")) {
+    if (method_ok(c, M_POST)) do_actions_load(c);
+    return R_ACTIONS_LOAD;
   }
   if (path_is(r, "/v1/actions:batch")) {
     if (method_ok(c, M_POST)) do_actions_batch(c);

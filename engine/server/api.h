@@ -12,6 +12,8 @@
  *   PUT    /v1/actions/{id}                     {features}   (admin)
  *   DELETE /v1/actions/{id}                                  (admin)
  *   POST   /v1/actions:batch                    {upsert, remove} (admin)
+ *   POST   /v1/actions:load                     {path}: a catalog file (admin;
+ *                                               server/catalog_load.h)
  *   GET    /v1/policies, /v1/policies/{name}
  *   GET    /healthz, /metrics
  *   POST   /personalizer/v1.0/rank, .../events/{eventId}/reward, .../activate

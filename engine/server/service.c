@@ -25,6 +25,7 @@
 #include <uv.h>
 
 #include "core/error.h"
+#include "core/progress.h"
 #include "onearm.h"
 #include "catalog/filter.h"
 #include "runtime/declog.h"
@@ -32,7 +33,7 @@
 #include "runtime/snapshot.h"
 #include "server/api.h"
 #include "server/app.h"
-#include "server/catalog_csv.h"
+#include "server/catalog_file.h"
 #include "server/http.h"
 #include "server/json.h"
 
@@ -155,6 +156,29 @@ static uint64_t process_nonce(void) {
   return v;
 }
 
+static void draw_load_progress(void *ud, double fraction, int64_t rows) {
+  oa_progress_draw(ud, fraction, rows);
+}
+
+/* A catalog file loaded on this thread, with a progress bar on a terminal
+ * and one line in the log. */
+static int load_catalog_file(oa_engine *e, const char *path, oa_error *err) {
+  oa_progress bar;
+  oa_progress_begin(&bar);
+  int64_t before = oa_catalog_count(oa_engine_catalog(e));
+  int rc = oa_catalog_file_load(e, path, draw_load_progress, &bar, err);
+  double seconds = oa_progress_end(&bar);
+  if (!rc)
+    fprintf(stderr, "onearm: catalog: %lld actions from %s (%.1f s)\n",
+            (long long)(oa_catalog_count(oa_engine_catalog(e)) - before), path, seconds);
+  return rc;
+}
+
+int oa_service_load_catalog(oa_service *s, const char *path, oa_error *err) {
+  if (!s || !path) return oa_error_set(err, OA_EINVAL, "a catalog load needs a path");
+  return load_catalog_file(s->engine, path, err);
+}
+
 oa_service *oa_service_new(const oa_service_config *cfg, oa_error *err) {
   if (!cfg->app_path) {
     oa_error_set(err, OA_EINVAL, "a service needs an app path");
@@ -205,7 +229,7 @@ oa_service *oa_service_new(const oa_service_config *cfg, oa_error *err) {
               rep.policies_restored, (long long)rep.actions, rep.events_restored,
               rep.file);
   }
-  if (cfg->catalog_path && oa_service_load_catalog(s->engine, cfg->catalog_path, err))
+  if (cfg->catalog_path && load_catalog_file(s->engine, cfg->catalog_path, err))
     goto fail;
   if (cfg->decision_log) {
     if (!(s->log = oa_declog_open(s->data_dir, cfg->log_rotate_bytes, err))) goto fail;
