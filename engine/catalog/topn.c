@@ -18,6 +18,7 @@
 #include "core/error.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -90,9 +91,10 @@ void oa_topn_heap_push(oa_topn_heap *h, float score, int64_t row) {
   sift_down(h, 0);
 }
 
-/* The score a new row must reach (>=) to be considered. */
+/* The score a new row must reach (>=) to be considered (-inf while the
+ * heap has room; a heap of cap 0 takes nothing anyway). */
 static inline float heap_floor(const oa_topn_heap *h) {
-  return h->size < h->cap ? -INFINITY : h->scores[0];
+  return h->size && h->size == h->cap ? h->scores[0] : -INFINITY;
 }
 
 void oa_topn_result_init(oa_topn_result *r) {
@@ -137,8 +139,10 @@ int oa_topn_heap_finish(oa_topn_heap *h, oa_topn_result *out, oa_error *err) {
 /* ---- kernels: 8 rows -> 8 scores ---- */
 
 /* The scan's kernel: per format, and for I8 whether the query is int16
- * (exact integer dot products) or float (dims past I8_INT_MAX_DIM). */
-typedef enum scan_kind { K_F32 = 0, K_F16, K_I8Q, K_I8F } scan_kind;
+ * (exact integer dot products: with AVX2 alone, or with AVX-VNNI when the
+ * CPU has it; both give the same integers) or float (dims past
+ * I8_INT_MAX_DIM). The I8 kinds are last. */
+typedef enum scan_kind { K_F32 = 0, K_F16, K_I8Q, K_I8V, K_I8F } scan_kind;
 
 typedef struct scan_ctx {
   const oa_vecstore *vs;
@@ -150,6 +154,11 @@ typedef struct scan_ctx {
    * even positions, then the 16 at odd positions (see i8q_row). */
   const int16_t *q16;
   float qscale;
+  /* K_I8V: the int16 query as two signed bytes per value, q = 256 hi + lo,
+   * per 32 values the 32 hi bytes then the 32 lo bytes; qcorr = 128 * the
+   * sum of the query (see i8v_row). */
+  const int8_t *q8;
+  int32_t qcorr;
   oa_vec_format fmt;
   scan_kind kind;
   const uint8_t *mat;
@@ -160,6 +169,13 @@ typedef struct scan_ctx {
   int64_t rows;
   int64_t per_task; /* rows per task, a multiple of OA_TOPN_BLOCK */
   oa_topn_heap *heaps;
+  /* The highest floor of the tasks' full heaps: a full heap holds n rows
+   * scoring at least its floor, so a row scoring below it is not in the
+   * global top n and no task needs to look at it. Tasks that start later
+   * skip at once what earlier ones already beat, and the heaps see few
+   * pushes; the merged result is the same whatever the timing. */
+  _Atomic float *shared_floor;
+  int32_t cap; /* the global n (a heap of a short range may hold fewer) */
 } scan_ctx;
 
 /* Where query value i sits in scan_ctx.q16. */
@@ -168,6 +184,10 @@ static inline int32_t q16_slot(int32_t i) {
 }
 
 #ifdef TOPN_AVX2
+/* The kernels must inline into each scan loop (the rows' pointers then
+ * stay in registers); GCC's size estimate alone does not always do it. */
+#define KERNEL static inline __attribute__((always_inline))
+
 /* Sum each of 8 accumulators into one lane of the result. */
 static inline __m256 reduce8(__m256 a0, __m256 a1, __m256 a2, __m256 a3, __m256 a4,
                              __m256 a5, __m256 a6, __m256 a7) {
@@ -191,13 +211,13 @@ static inline __m256 reduce8(__m256 a0, __m256 a1, __m256 a2, __m256 a3, __m256 
  * interleaving the 8 rows vector by vector measured ~1.5x slower. The 8
  * chains are independent and out-of-order execution overlaps them. */
 #define DEFINE_KERNEL(name, LOAD)                                                        \
-  static inline __m256 name##_row(const uint8_t *r, const float *q, int32_t nv) {        \
+  KERNEL __m256 name##_row(const uint8_t *r, const float *q, int32_t nv) {               \
     __m256 a = _mm256_setzero_ps();                                                      \
     for (int32_t k = 0; k < nv; k++)                                                     \
       a = _mm256_fmadd_ps(LOAD(r, k), _mm256_load_ps(q + 8 * k), a);                     \
     return a;                                                                            \
   }                                                                                      \
-  static inline __m256 name(const uint8_t *const *r, const float *q, int32_t nv) {       \
+  KERNEL __m256 name(const uint8_t *const *r, const float *q, int32_t nv) {              \
     __m256 a0 = name##_row(r[0], q, nv), a1 = name##_row(r[1], q, nv);                   \
     __m256 a2 = name##_row(r[2], q, nv), a3 = name##_row(r[3], q, nv);                   \
     __m256 a4 = name##_row(r[4], q, nv), a5 = name##_row(r[5], q, nv);                   \
@@ -211,7 +231,7 @@ static inline __m256 reduce8(__m256 a0, __m256 a1, __m256 a2, __m256 a3, __m256 
  * ones, and each half is multiplied-added in pairs with the query's
  * matching half into int32 (vpmaddwd). Shifts instead of vpmovsxbw keep
  * the shuffle unit free for the reduction: ~1.5x the rows per cycle. */
-static inline __m256i i8q_row(const uint8_t *r, const int16_t *q, int32_t n32) {
+KERNEL __m256i i8q_row(const uint8_t *r, const int16_t *q, int32_t n32) {
   __m256i a = _mm256_setzero_si256();
   for (int32_t k = 0; k < n32; k++) {
     __m256i w = _mm256_load_si256((const __m256i *)(r + 32 * k));
@@ -226,17 +246,51 @@ static inline __m256i i8q_row(const uint8_t *r, const int16_t *q, int32_t n32) {
   return a;
 }
 
-static inline __m256i kernel_i8q(const uint8_t *const *r, const int16_t *q, int32_t n32) {
-  __m256i a0 = i8q_row(r[0], q, n32), a1 = i8q_row(r[1], q, n32);
-  __m256i a2 = i8q_row(r[2], q, n32), a3 = i8q_row(r[3], q, n32);
-  __m256i a4 = i8q_row(r[4], q, n32), a5 = i8q_row(r[5], q, n32);
-  __m256i a6 = i8q_row(r[6], q, n32), a7 = i8q_row(r[7], q, n32);
+/* Sum each of 8 int32 accumulators into one lane of the result. */
+static inline __m256i reduce8i(__m256i a0, __m256i a1, __m256i a2, __m256i a3, __m256i a4,
+                               __m256i a5, __m256i a6, __m256i a7) {
   __m256i t0 = _mm256_hadd_epi32(a0, a1), t1 = _mm256_hadd_epi32(a2, a3);
   __m256i t2 = _mm256_hadd_epi32(a4, a5), t3 = _mm256_hadd_epi32(a6, a7);
   __m256i u0 = _mm256_hadd_epi32(t0, t1), u1 = _mm256_hadd_epi32(t2, t3);
   return _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20),
                           _mm256_permute2x128_si256(u0, u1, 0x31));
 }
+
+/* AVX-VNNI's vpdpbusd (acc += 4 unsigned bytes of u times the 4 signed
+ * bytes of s, per int32 lane), in assembly so that the file still builds
+ * for plain AVX2; only run when the CPU has it (prepare_query). */
+KERNEL __m256i dpbusd(__m256i acc, __m256i u, __m256i s) {
+  __asm__("%{vex%} vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(u), "x"(s));
+  return acc;
+}
+
+/* I8 rows with AVX-VNNI: a row byte x read as the unsigned u = x + 128
+ * (flip the top bit), so the dot product is sum(u q) - 128 sum(q), and
+ * sum(u q) = 256 sum(u hi) + sum(u lo): two vpdpbusd per 32 bytes instead
+ * of three shifts, two vpmaddwd and two adds. int32 arithmetic wraps, and
+ * the final sum(x q) fits, so the result is the exact integer of
+ * i8q_row. */
+KERNEL __m256i i8v_row(const uint8_t *r, const int8_t *q, int32_t n32) {
+  const __m256i flip = _mm256_set1_epi8((char)0x80);
+  __m256i hi = _mm256_setzero_si256(), lo = hi;
+  for (int32_t k = 0; k < n32; k++) {
+    __m256i u = _mm256_xor_si256(_mm256_load_si256((const __m256i *)(r + 32 * k)), flip);
+    hi = dpbusd(hi, u, _mm256_load_si256((const __m256i *)(q + 64 * k)));
+    lo = dpbusd(lo, u, _mm256_load_si256((const __m256i *)(q + 64 * k + 32)));
+  }
+  return _mm256_add_epi32(_mm256_slli_epi32(hi, 8), lo);
+}
+
+#define DEFINE_KERNEL_INT(name, ROW, QT)                                                 \
+  KERNEL __m256i name(const uint8_t *const *r, const QT *q, int32_t n32) {               \
+    __m256i a0 = ROW(r[0], q, n32), a1 = ROW(r[1], q, n32);                              \
+    __m256i a2 = ROW(r[2], q, n32), a3 = ROW(r[3], q, n32);                              \
+    __m256i a4 = ROW(r[4], q, n32), a5 = ROW(r[5], q, n32);                              \
+    __m256i a6 = ROW(r[6], q, n32), a7 = ROW(r[7], q, n32);                              \
+    return reduce8i(a0, a1, a2, a3, a4, a5, a6, a7);                                     \
+  }
+DEFINE_KERNEL_INT(kernel_i8q, i8q_row, int16_t)
+DEFINE_KERNEL_INT(kernel_i8v, i8v_row, int8_t)
 
 DEFINE_KERNEL(kernel_f32, LOAD_F32)
 DEFINE_KERNEL(kernel_f16, LOAD_F16)
@@ -245,6 +299,13 @@ DEFINE_KERNEL(kernel_i8, LOAD_I8)
 /* Scores of the 8 rows at r[]; scales of I8 rows in sc[8]. Always inlined
  * so that each per-format scan below has its own loop. */
 typedef __m256 score8_t;
+
+/* I8 scores from the integer dot products: dot * row scale * qscale. */
+static inline __m256 i8_scores(const scan_ctx *c, __m256i dots, const float *sc) {
+  return _mm256_mul_ps(_mm256_cvtepi32_ps(dots),
+                       _mm256_mul_ps(_mm256_loadu_ps(sc), _mm256_set1_ps(c->qscale)));
+}
+
 static inline __attribute__((always_inline)) score8_t score8(const scan_ctx *c,
                                                              scan_kind k, int32_t nv,
                                                              const uint8_t *const *r,
@@ -255,8 +316,12 @@ static inline __attribute__((always_inline)) score8_t score8(const scan_ctx *c,
   case K_F16:
     return kernel_f16(r, c->q, nv);
   case K_I8Q:
-    return _mm256_mul_ps(_mm256_cvtepi32_ps(kernel_i8q(r, c->q16, (nv + 3) / 4)),
-                         _mm256_mul_ps(_mm256_loadu_ps(sc), _mm256_set1_ps(c->qscale)));
+    return i8_scores(c, kernel_i8q(r, c->q16, (nv + 3) / 4), sc);
+  case K_I8V:
+    return i8_scores(
+        c,
+        _mm256_sub_epi32(kernel_i8v(r, c->q8, (nv + 3) / 4), _mm256_set1_epi32(c->qcorr)),
+        sc);
   default:
     return _mm256_mul_ps(kernel_i8(r, c->q, nv), _mm256_loadu_ps(sc));
   }
@@ -290,7 +355,7 @@ static inline score8_t score8(const scan_ctx *c, scan_kind k, int32_t nv,
                               const uint8_t *const *r, const float *sc) {
   score8_t out;
   for (int j = 0; j < 8; j++) {
-    if (k == K_I8Q) {
+    if (k == K_I8Q || k == K_I8V) {
       int32_t acc = 0;
       for (int32_t i = 0; i < nv * 8; i++)
         acc += ((const int8_t *)r[j])[i] * c->q16[q16_slot(i)];
@@ -326,9 +391,19 @@ static inline unsigned score8_reach(score8_t s, float thr) {
 
 /* ---- the scan ---- */
 
+/* The score a row must reach in this task: its heap's floor, raised to
+ * the shared floor of the other tasks. */
+static inline float scan_floor(const scan_ctx *c, const oa_topn_heap *heap) {
+  float own = heap_floor(heap);
+  if (!c->shared_floor) return own;
+  float other = atomic_load_explicit(c->shared_floor, memory_order_relaxed);
+  return other > own ? other : own;
+}
+
 /* The rows of mask (bits of the group at row g) that reach the heap,
- * pass the filter, into the heap; returns the heap's new floor. Rare once
- * the heap is full, so kept out of the scan loop. */
+ * pass the filter, into the heap; publishes the heap's floor and returns
+ * the new scan floor. Rare once the heap is full, so kept out of the scan
+ * loop. */
 static __attribute__((noinline)) float
 offer(const scan_ctx *c, score8_t s8, unsigned mask, int64_t g, oa_topn_heap *heap) {
   float s[8];
@@ -340,7 +415,15 @@ offer(const scan_ctx *c, score8_t s8, unsigned mask, int64_t g, oa_topn_heap *he
     if (c->filter && !oa_filter_pass(c->filter, c->vs, g + j)) continue;
     oa_topn_heap_push(heap, s[j], g + j);
   }
-  return heap_floor(heap);
+  float own = heap_floor(heap);
+  if (c->shared_floor && heap->size == c->cap) {
+    float cur = atomic_load_explicit(c->shared_floor, memory_order_relaxed);
+    while (own > cur && !atomic_compare_exchange_weak_explicit(c->shared_floor, &cur, own,
+                                                               memory_order_relaxed,
+                                                               memory_order_relaxed)) {
+    }
+  }
+  return scan_floor(c, heap);
 }
 
 /* Rows [lo, hi) into heap; lo is a multiple of 8. The loop over whole
@@ -354,10 +437,11 @@ scan_range_kind(const scan_ctx *c, scan_kind k, int32_t nv, size_t stride, int64
   const size_t group_bytes = 8 * stride;
   const uint8_t *p = c->mat + (size_t)lo * stride;
   const float ones[8] = {1, 1, 1, 1, 1, 1, 1, 1};
-  float thr = heap_floor(heap);
+  float thr = scan_floor(c, heap);
   int64_t g = lo, whole = lo + ((hi - lo) & ~(int64_t)7);
   for (; g < whole; g += 8, p += group_bytes) {
     PREFETCH_GROUP(p, group_bytes);
+    if (!(g & 511)) thr = scan_floor(c, heap); /* what other tasks found */
     unsigned mask = c->live[g >> 3];
     if (!mask) continue;
     const uint8_t *rp[8] = {p,
@@ -424,6 +508,9 @@ static void scan_range(const scan_ctx *c, int64_t lo, int64_t hi, oa_topn_heap *
   case K_I8Q:
     scan_dims(c, K_I8Q, lo, hi, heap);
     break;
+  case K_I8V:
+    scan_dims(c, K_I8V, lo, hi, heap);
+    break;
   default: /* rare (dim > I8_INT_MAX_DIM): the generic loop only */
     scan_range_kind(c, K_I8F, c->nv, c->stride, lo, hi, heap);
     break;
@@ -439,9 +526,11 @@ static void scan_task(void *ud, int task) {
 
 /* The query padded with zeros to whole 8-float vectors, 32-byte aligned:
  * the matrix rows are zero past dim, so padded lanes add exact zeros. For
- * I8 also the int16 query (int32 sums cannot overflow up to this dim:
- * 127 * 32767 * 512 < 2^31). */
+ * I8 also the int16 query, scaled to +-I8_QMAX (int32 sums cannot overflow
+ * up to this dim: 127 * 32639 * 512 < 2^31; 32639 rather than 32767 so
+ * that every value splits into two signed bytes for K_I8V). */
 #define I8_INT_MAX_DIM 512
+#define I8_QMAX        32639
 static int prepare_query(scan_ctx *c, const float *query) {
   int32_t d = oa_vecstore_config_of(c->vs)->dim;
   c->nv = (d + 7) / 8;
@@ -455,21 +544,39 @@ static int prepare_query(scan_ctx *c, const float *query) {
   int32_t n = (d + 31) / 32 * 32;
   int16_t *q16 = aligned_alloc(32, (size_t)n * sizeof *q16);
   if (!q16) return OA_ENOMEM;
+  c->q16 = q16;
   float mx = 0;
   for (int32_t i = 0; i < d; i++)
     mx = fmaxf(mx, fabsf(query[i]));
-  float inv = mx > 0 ? 32767.0f / mx : 0;
-  for (int32_t i = 0; i < n; i++)
-    q16[q16_slot(i)] = i < d ? (int16_t)nearbyintf(query[i] * inv) : 0;
-  c->q16 = q16;
-  c->qscale = mx / 32767.0f;
+  float inv = mx > 0 ? I8_QMAX / mx : 0;
+  int64_t sum = 0;
+  for (int32_t i = 0; i < n; i++) {
+    int16_t v = i < d ? (int16_t)nearbyintf(query[i] * inv) : 0;
+    q16[q16_slot(i)] = v;
+    sum += v;
+  }
+  c->qscale = mx / I8_QMAX;
   c->kind = K_I8Q;
+#ifdef TOPN_AVX2
+  if (!__builtin_cpu_supports("avxvnni")) return 0;
+  int8_t *q8 = aligned_alloc(32, 2 * (size_t)n);
+  if (!q8) return OA_ENOMEM;
+  for (int32_t i = 0; i < n; i++) {
+    int32_t v = q16[q16_slot(i)], lo = (int8_t)(v & 255);
+    q8[64 * (i / 32) + i % 32] = (int8_t)((v - lo) / 256);
+    q8[64 * (i / 32) + 32 + i % 32] = (int8_t)lo;
+  }
+  c->q8 = q8;
+  c->qcorr = (int32_t)(128 * sum);
+  c->kind = K_I8V;
+#endif
   return 0;
 }
 
 static void query_free(scan_ctx *c) {
   free((void *)c->q);
   free((void *)c->q16);
+  free((void *)c->q8);
 }
 
 static int check_query(const oa_vecstore *vs, const float *query, oa_error *err) {
@@ -533,6 +640,9 @@ int oa_topn_exact(const oa_vecstore *vs, const float *query, int32_t n,
     if (oa_topn_heap_init(&c.heaps[t], span < cap ? (int32_t)(span > 0 ? span : 0) : cap))
       goto oom;
   }
+  _Atomic float shared_floor = -INFINITY;
+  c.cap = cap;
+  if (ntasks > 1) c.shared_floor = &shared_floor;
   if (c.rows) oa_pool_run(pool, (int)ntasks, threads, scan_task, &c);
 
   /* Merge: the global top-N is inside the union of the ranges' top-Ns. */
