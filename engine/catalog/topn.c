@@ -1,18 +1,22 @@
 /* Exact top-N by inner product (topn.h).
  *
  * The scan is bandwidth bound: 1M x 64 float32 rows are 256 MB that must
- * stream from memory once per query. So the kernel computes 8 rows per
- * step with 8 independent FMA chains (enough to cover the FMA latency),
- * reduces the 8 accumulators with one transpose-and-add tree into a vector
- * of 8 scores, and compares those against the heap's current minimum with
- * one vector compare, ANDed with the live bits of the 8 rows: only rows
- * that would enter the top-N leave the vector registers, so the heap and
- * the filter cost nothing per row once the heap is full.
+ * stream from memory once per query, and it runs at the speed of a plain
+ * vectorised pass over the same bytes (bench_retrieval) when: the group's
+ * lines are prefetched a few KB ahead; each of the 8 rows of a group is
+ * scored in address order (8 independent FMA chains, one per row, that
+ * out-of-order execution overlaps); the common row lengths get loops with
+ * constant lengths and offsets; and nothing per row happens outside the
+ * vector registers: the 8 accumulators reduce with one transpose-and-add
+ * tree into a vector of 8 scores, compared against the floor with one
+ * vector compare ANDed with the live bits of the 8 rows, so only rows
+ * that would enter the top-N reach the heap and the filter.
  *
  * Each row's score comes from its own accumulator lane sums and the same
- * reduction tree whatever its neighbours are, so a score is bit-identical
- * whichever thread, range or group computed it; with an exact (score, row)
- * order in every heap the merged result does not depend on the split. */
+ * reduction tree whatever its neighbours are (I8: an exact integer dot
+ * product), so a score is bit-identical whichever thread, range or group
+ * computed it; with an exact (score, row) order in every heap the merged
+ * result does not depend on the split. */
 #include "catalog/topn.h"
 #include "catalog/pool.h"
 #include "core/error.h"

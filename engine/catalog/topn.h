@@ -2,11 +2,13 @@
  *
  * One pass over the matrix, split into row ranges (multiples of
  * OA_TOPN_BLOCK rows) that the catalog's worker pool scans in parallel;
- * each range keeps a bounded min-heap of its best rows, merged at the end.
- * The dot kernel is AVX2/FMA per format (F16 through F16C, I8 converted to
- * float and multiplied by the row's scale), eight rows at a time, and a
- * row's score does not depend on which thread or group computed it, so
- * results are identical for any thread count.
+ * each range keeps a bounded min-heap of its best rows, merged at the end
+ * (ranges share the best full heap's floor to skip rows early). The dot
+ * kernel is AVX2/FMA per format (F16 through F16C; I8 as an exact integer
+ * dot product against the query quantised to int16, with AVX-VNNI when the
+ * CPU has it, times the row's scale), eight rows at a time, and a row's
+ * score does not depend on which thread or group computed it, so results
+ * are identical for any thread count.
  *
  * Order: score descending, ties by row ascending (deterministic).
  * Thread safety: any number of threads may scan the same store at once
