@@ -21,18 +21,17 @@ extern "C" {
 /* ---- Errors ---- */
 
 #define OA_OK        0
-#define OA_EINVAL    (-1) /* bad argument or input (wrong type, bad value) */
-#define OA_ENOMEM    (-2) /* allocation failed */
-#define OA_EDIM      (-3) /* dimension or shape mismatch */
-#define OA_ENOTFOUND (-4) /* unknown policy, action, event */
-#define OA_ENUMERIC  (-5) /* NaN or Inf, or a matrix that is not positive definite */
-#define OA_EFORMAT   (-6) /* corrupt, truncated or incompatible serialized data */
-#define OA_EIO       (-7) /* file or socket error */
-#define OA_ESTATE    (-8) /* the object is not in a state that allows this (closed event) \
-                           */
-#define OA_ESCRIPT (-9)   /* a Lua script failed */
-#define OA_EEXIST  (-10)  /* already exists */
-#define OA_ELIMIT  (-11)  /* a configured limit was reached (table full, budget) */
+#define OA_EINVAL    (-1)  /* bad argument or input (wrong type, bad value) */
+#define OA_ENOMEM    (-2)  /* allocation failed */
+#define OA_EDIM      (-3)  /* dimension or shape mismatch */
+#define OA_ENOTFOUND (-4)  /* unknown policy, action, event */
+#define OA_ENUMERIC  (-5)  /* NaN or Inf, or a matrix that is not positive definite */
+#define OA_EFORMAT   (-6)  /* corrupt, truncated or incompatible serialized data */
+#define OA_EIO       (-7)  /* file or socket error */
+#define OA_ESTATE    (-8)  /* the object is not in a state that allows this (closed event) */
+#define OA_ESCRIPT   (-9)  /* a Lua script failed */
+#define OA_EEXIST    (-10) /* already exists */
+#define OA_ELIMIT    (-11) /* a configured limit was reached (table full, budget) */
 
 typedef struct oa_error {
   int code;
@@ -55,14 +54,14 @@ typedef enum oa_value_type {
 /* A borrowed view of one field value; nothing here is freed by the engine. */
 typedef struct oa_value {
   oa_value_type type;
-  double num;              /* OA_VAL_NUM */
-  const char *str;         /* OA_VAL_STR */
-  size_t len;              /* OA_VAL_STR length */
-  int32_t count;           /* OA_VAL_LIST and OA_VAL_VEC length */
-  const char *const *strs; /* OA_VAL_LIST items */
-  const size_t *lens;      /* OA_VAL_LIST item lengths */
-  const double *weights;   /* OA_VAL_LIST weights, NULL = all 1 */
-  const double *vec;       /* OA_VAL_VEC */
+  double num;               /* OA_VAL_NUM */
+  const char *str;          /* OA_VAL_STR */
+  size_t len;               /* OA_VAL_STR length */
+  int32_t count;            /* OA_VAL_LIST and OA_VAL_VEC length */
+  const char *const *strs;  /* OA_VAL_LIST items */
+  const size_t *lens;       /* OA_VAL_LIST item lengths */
+  const double *weights;    /* OA_VAL_LIST weights, NULL = all 1 */
+  const double *vec;        /* OA_VAL_VEC */
 } oa_value;
 
 /* A named field; a record is an array of them. */
@@ -87,23 +86,23 @@ struct uv_loop_s;
 typedef struct oa_service oa_service;
 
 typedef struct oa_service_config {
-  const char *app_path;     /* the app's Lua file (required) */
-  const char *data_dir;     /* snapshots and the decision log; NULL: "./var" */
-  const char *listen;       /* "HOST:PORT" for HTTP (port 0: any); NULL: no HTTP */
-  const char *admin_token;  /* NULL: admin routes open on loopback only */
-  double snapshot_interval; /* seconds between snapshots (0: only at stop); default 60 */
-  size_t log_rotate_bytes;  /* decision log rotation size; 0: 64 MiB */
-  int decision_log;         /* 1 (default): write the decision log */
-  int watch_files;          /* 1 (default): reload when the app's files change */
-  int restore;              /* 1 (default): restore the snapshot at start */
-  size_t max_body_bytes;    /* 0: 1 MiB */
-  int max_connections;      /* 0: the HTTP layer's default */
-  double idle_timeout;      /* seconds; 0: the HTTP layer's default */
-  size_t lua_memory_bytes;  /* per Lua state; 0: 256 MiB */
-  int64_t lua_instructions; /* per hook call; 0: 10 million */
-  uint64_t seed;            /* decision randomness and event ids */
-  const char *catalog_path; /* NULL, or a catalog file upserted at start (after the
-                               restore), as oa_service_load_catalog */
+  const char *app_path;        /* the app's Lua file (required) */
+  const char *data_dir;        /* snapshots and the decision log; NULL: "./var" */
+  const char *listen;          /* "HOST:PORT" for HTTP (port 0: any); NULL: no HTTP */
+  const char *admin_token;     /* NULL: admin routes open on loopback only */
+  double snapshot_interval;    /* seconds between snapshots (0: only at stop); default 60 */
+  size_t log_rotate_bytes;     /* decision log rotation size; 0: 64 MiB */
+  int decision_log;            /* 1 (default): write the decision log */
+  int watch_files;             /* 1 (default): reload when the app's files change */
+  int restore;                 /* 1 (default): restore the snapshot at start */
+  size_t max_body_bytes;       /* 0: 1 MiB */
+  int max_connections;         /* 0: the HTTP layer's default */
+  double idle_timeout;         /* seconds; 0: the HTTP layer's default */
+  size_t lua_memory_bytes;     /* per Lua state; 0: 256 MiB */
+  int64_t lua_instructions;    /* per hook call; 0: 10 million */
+  uint64_t seed;               /* decision randomness and event ids */
+  const char *catalog_path;    /* NULL, or a catalog file upserted at start (after the
+                                  restore), as oa_service_load_catalog */
 } oa_service_config;
 
 void oa_service_config_defaults(oa_service_config *cfg);
@@ -143,24 +142,23 @@ typedef struct oa_result {
 /* Decide for one context among candidates with policy (NULL: the app's
  * first); event_id NULL: a new one. The event waits for its reward. */
 int oa_service_decide(oa_service *s, const char *policy, const char *event_id,
-                      const oa_field *context, int32_t n_context,
-                      const oa_candidate *cands, int32_t n, oa_result *out,
-                      oa_error *err);
+                      const oa_field *context, int32_t n_context, const oa_candidate *cands,
+                      int32_t n, oa_result *out, oa_error *err);
 /* Two-stage decision (README "Two-stage ranking"): retrieve the top n
  * catalog actions for the context (or the given query vector) with the
  * app's retrieval settings, then decide among them. out->n and probs are
  * over the shortlist; out->chosen_id stays valid until the next catalog
  * change or decision. */
 typedef struct oa_retrieve_options {
-  int32_t n;          /* 0: the app's default */
-  int approximate;    /* 1: the IVF index; 0: exact scan */
-  int32_t nprobe;     /* 0: the app's default */
-  const float *query; /* NULL: from the context or the policy */
+  int32_t n;                        /* 0: the app's default */
+  int approximate;                  /* 1: the IVF index; 0: exact scan */
+  int32_t nprobe;                   /* 0: the app's default */
+  const float *query;               /* NULL: from the context or the policy */
   int32_t query_dim;
-  double fresh_share;         /* < 0: the app's default */
-  const char *const *exclude; /* ids never to retrieve */
+  double fresh_share;               /* < 0: the app's default */
+  const char *const *exclude;       /* ids never to retrieve */
   int32_t n_exclude;
-  const char *const *equal_fields; /* metadata filters field == value */
+  const char *const *equal_fields;  /* metadata filters field == value */
   const char *const *equal_values;
   int32_t n_equal;
 } oa_retrieve_options;
