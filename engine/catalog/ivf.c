@@ -374,20 +374,82 @@ static int cand_desc(const void *a, const void *b) {
   return (x->row > y->row) - (x->row < y->row);
 }
 
+/* Better-first order on candidates: higher score, then smaller row (the
+ * order of the final results). */
+static int cand_better(cand a, cand b) {
+  return a.score > b.score || (a.score == b.score && a.row < b.row);
+}
+
+static void cand_swap(cand *a, cand *b) {
+  cand t = *a;
+  *a = *b;
+  *b = t;
+}
+
+/* Reorders a[0..n) so that a[0..k) are the k best, a[k - 1] the k-th
+ * best (quickselect, median-of-three pivots: deterministic). */
+static void select_best(cand *a, int32_t n, int32_t k) {
+  int32_t lo = 0, hi = n - 1, t = k - 1;
+  while (lo < hi) {
+    int32_t mid = lo + (hi - lo) / 2;
+    if (cand_better(a[mid], a[lo])) cand_swap(&a[mid], &a[lo]);
+    if (cand_better(a[hi], a[lo])) cand_swap(&a[hi], &a[lo]);
+    if (cand_better(a[hi], a[mid])) cand_swap(&a[hi], &a[mid]);
+    cand pivot = a[mid]; /* the median of the three */
+    int32_t i = lo, j = hi;
+    while (i <= j) {
+      while (cand_better(a[i], pivot))
+        i++;
+      while (cand_better(pivot, a[j]))
+        j--;
+      if (i <= j) cand_swap(&a[i++], &a[j--]);
+    }
+    if (t <= j)
+      hi = j;
+    else if (t >= i)
+      lo = i;
+    else
+      break;
+  }
+}
+
+/* The best cap candidates of a search, gathered without a heap: rows that
+ * reach the threshold are appended to a buffer of 2 * cap; when it fills,
+ * quickselect keeps the cap best and the threshold rises to the worst of
+ * them. Cheaper than a heap when many rows qualify (loose catalogs, int8
+ * lists with re-ranking). */
+typedef struct collector {
+  cand *buf; /* 2 * cap */
+  int32_t n, cap;
+  float thr;
+} collector;
+
+static void collect_trim(collector *c) {
+  if (c->n <= c->cap) return;
+  select_best(c->buf, c->n, c->cap);
+  c->n = c->cap;
+  c->thr = c->buf[c->cap - 1].score;
+}
+
+static void collect(collector *c, float score, int32_t row) {
+  c->buf[c->n++] = (cand){score, row};
+  if (c->n == 2 * c->cap) collect_trim(c);
+}
+
 typedef struct accept_ctx {
   oa_ivf_accept_fn fn;
   void *ud;
   const oa_vecstore *vs;
 } accept_ctx;
 
-/* Scan list l into the heap: rows whose score beats the current threshold
- * pass the filter check and enter the heap. */
+/* Scan list l into the collector: rows whose score reaches the current
+ * threshold pass the filter check and are collected. */
 static void scan_list(const oa_ivf *ivf, const ivf_list *l, const float *qf,
-                      const int8_t *qabs, const int8_t *qsgn, float qscale, cand *heap,
-                      int32_t *hn, int32_t cap, const accept_ctx *acc) {
+                      const int8_t *qabs, const int8_t *qsgn, float qscale,
+                      collector *col, const accept_ctx *acc) {
   float sc[8];
-  float thr = *hn < cap ? -FLT_MAX : heap[0].score;
   for (int32_t i0 = 0; i0 < l->n; i0 += 8) {
+    float thr = col->thr;
     if (ivf->storage == OA_IVF_I8)
       scan8_i8((const int8_t *)l->codes + (size_t)i0 * ivf->stride, l->scales + i0,
                ivf->stride, qabs, qsgn, qscale, sc);
@@ -407,8 +469,7 @@ static void scan_list(const oa_ivf *ivf, const ivf_list *l, const float *qf,
 #endif
       int32_t row = l->rows[i0 + v];
       if (acc->fn && !acc->fn(acc->ud, acc->vs, row)) continue;
-      heap_push(heap, hn, cap, (cand){sc[v], row});
-      if (*hn == cap) thr = heap[0].score;
+      collect(col, sc[v], row);
     }
   }
 }
@@ -441,8 +502,9 @@ int oa_ivf_search_fn(const oa_ivf *ivf, const oa_vecstore *vs, const float *quer
   /* One scratch block: centroid scores, probe heap, candidate heap, padded
    * query (float and int8 forms), a row buffer for re-ranking. */
   size_t need = (size_t)ivf->nlist * sizeof(float) + (size_t)nprobe * sizeof(cand) +
-                (size_t)cap * sizeof(cand) + (size_t)ivf->stride * (sizeof(float) + 2) +
-                (size_t)dim * sizeof(float) + (size_t)n * sizeof(cand) + 256;
+                2 * (size_t)cap * sizeof(cand) +
+                (size_t)ivf->stride * (sizeof(float) + 2) + (size_t)dim * sizeof(float) +
+                (size_t)n * sizeof(cand) + 256;
   uint8_t *scratch = oa_alloc_aligned(need);
   if (!scratch) return oa_error_set(err, OA_ENOMEM, "ivf search: out of memory");
   uint8_t *p = scratch;
@@ -457,7 +519,7 @@ int oa_ivf_search_fn(const oa_ivf *ivf, const oa_vecstore *vs, const float *quer
   cand *probes = (cand *)p;
   p += (size_t)nprobe * sizeof(cand);
   cand *heap = (cand *)p;
-  p += (size_t)cap * sizeof(cand);
+  p += 2 * (size_t)cap * sizeof(cand);
   float *vbuf = (float *)p;
 
   memcpy(qf, query, (size_t)dim * sizeof(float));
@@ -475,10 +537,11 @@ int oa_ivf_search_fn(const oa_ivf *ivf, const oa_vecstore *vs, const float *quer
   }
   qsort(probes, (size_t)np, sizeof(cand), cand_desc);
   accept_ctx acc = {accept, ud, vs};
-  int32_t hn = 0;
+  collector col = {heap, 0, cap, -FLT_MAX};
   for (int32_t i = 0; i < np; i++)
-    scan_list(ivf, &ivf->lists[probes[i].row], qf, qabs, qsgn, qscale, heap, &hn, cap,
-              &acc);
+    scan_list(ivf, &ivf->lists[probes[i].row], qf, qabs, qsgn, qscale, &col, &acc);
+  collect_trim(&col);
+  int32_t hn = col.n;
   /* Exact scores from the store for int8 candidates; drop rows the store
    * no longer holds (an index not yet told of a remove). The candidates'
    * rows are scattered over the store, so the loads are prefetched a few
