@@ -44,7 +44,7 @@ local progress = (function()
   if not (ok and host.isatty(2)) then return function() end end
   return function(what, i, n)
     if i % 50000 ~= 0 and i ~= n then return end
-    io.stderr:write(string.format("\r%s %d / %d", what, i, n))
+    io.stderr:write(string.format("\renv_scale: %s %d / %d", what, i, n))
     if i == n then io.stderr:write("\r", string.rep(" ", 60), "\r") end
     io.stderr:flush()
   end
