@@ -91,6 +91,10 @@ struct oa_api {
   uv_loop_t *loop; /* for work off the loop thread (large exact scans, catalog
                       loads); NULL: inline, or refused */
   int loading;     /* a POST /v1/actions:load is running */
+  /* exact scans off the loop thread: the batch on the thread pool and the
+   * queue of those waiting for it to end */
+  struct offloaded_rank *batch, *queue, *queue_tail;
+  uv_work_t scan_work;
   oa_http_server *http;
   oa_json_parser *parser;
   oa_json_arena arena;
@@ -901,9 +905,12 @@ static int retrieve_end(call *c, oa_retrieval_scan *scan, json_object **cands,
   return 0;
 }
 
-/* A rank whose exact scan runs on the thread pool. */
+/* A rank whose exact scan runs on the thread pool. Scans go one batch at
+ * a time: a scan is bound by memory bandwidth and already uses every core
+ * (the retrieval worker pool), so two at once would only slow each other
+ * down; the scans that arrive while a batch runs form the next batch. */
 typedef struct offloaded_rank {
-  uv_work_t work;
+  struct offloaded_rank *next; /* in the queue, then in the batch */
   oa_api *api;
   oa_http_deferred *http;
   oa_retrieval_scan *scan;
@@ -913,16 +920,11 @@ typedef struct offloaded_rank {
   uint64_t t0;
 } offloaded_rank;
 
-static void offloaded_scan(uv_work_t *w) {
-  oa_retrieval_scan_run(((offloaded_rank *)w->data)->scan);
-}
-
 /* Back on the loop thread: end the scan and finish the request. Other
  * requests ran meanwhile, so what lived in the arena (the context values)
  * is made again, and the policy is looked up again by name (a reload may
  * have replaced it). */
-static void offloaded_done(uv_work_t *w, int status) {
-  offloaded_rank *o = w->data;
+static void offloaded_finish(offloaded_rank *o) {
   oa_api *api = o->api;
   call c = {.api = api,
             .req = oa_http_deferred_request(o->http),
@@ -957,7 +959,41 @@ static void offloaded_done(uv_work_t *w, int status) {
   free(o);
 }
 
-/* Sends the scan to the thread pool and defers the response. 0, or -1
+static void batch_scan(uv_work_t *w) {
+  oa_api *api = w->data;
+  for (offloaded_rank *o = api->batch; o; o = o->next)
+    oa_retrieval_scan_run(o->scan);
+}
+
+static void start_batch(oa_api *api);
+
+static void batch_done(uv_work_t *w, int status) {
+  (void)status; /* never cancelled */
+  oa_api *api = w->data;
+  offloaded_rank *o = api->batch;
+  api->batch = NULL;
+  while (o) {
+    offloaded_rank *next = o->next;
+    offloaded_finish(o);
+    o = next;
+  }
+  start_batch(api);
+}
+
+/* Sends every queued scan to the thread pool as one batch, unless a batch
+ * is running (its end starts the next). */
+static void start_batch(oa_api *api) {
+  if (api->batch || !api->queue) return;
+  api->batch = api->queue;
+  api->queue = api->queue_tail = NULL;
+  api->scan_work.data = api;
+  if (uv_queue_work(api->loop, &api->scan_work, batch_scan, batch_done)) {
+    batch_scan(&api->scan_work); /* no thread pool: here, late but answered */
+    batch_done(&api->scan_work, 0);
+  }
+}
+
+/* Queues the scan for the thread pool and defers the response. 0, or -1
  * when it cannot (the scan then runs here). */
 static int offload(call *c, rank_state *st, oa_retrieval_scan *scan) {
   oa_api *api = c->api;
@@ -973,13 +1009,14 @@ static int offload(call *c, rank_state *st, oa_retrieval_scan *scan) {
   o->doc = c->doc;
   o->extra = c->extra;
   o->t0 = c->t0;
-  o->work.data = o;
-  if (uv_queue_work(api->loop, &o->work, offloaded_scan, offloaded_done)) {
-    free(o);
-    return -1;
-  }
   o->http = oa_http_defer(c->res);
   c->doc = c->extra = NULL; /* the offloaded request owns them now */
+  if (api->queue_tail)
+    api->queue_tail->next = o;
+  else
+    api->queue = o;
+  api->queue_tail = o;
+  start_batch(api);
   return 0;
 }
 
