@@ -225,6 +225,11 @@ void oa_catalog_set_hook(oa_catalog *cat, oa_catalog_hook hook, void *ud) {
   cat->hook_ud = ud;
 }
 
+oa_catalog_hook oa_catalog_get_hook(const oa_catalog *cat, void **ud) {
+  if (ud) *ud = cat->hook_ud;
+  return cat->hook;
+}
+
 /* An upsert failed after its hook accepted it: tell the hook what the
  * catalog still holds for the id (only new ids reach here: nothing). */
 static void hook_undo(oa_catalog *cat, const char *id, size_t idlen) {

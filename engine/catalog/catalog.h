@@ -96,5 +96,8 @@ size_t oa_catalog_size_bytes(const oa_catalog *cat);
 typedef int (*oa_catalog_hook)(void *ud, const char *id, size_t idlen,
                                const oa_field *fields, int32_t n, oa_error *err);
 void oa_catalog_set_hook(oa_catalog *cat, oa_catalog_hook hook, void *ud);
+/* The hook and its ud (NULL when none), so it can move to a catalog that
+ * replaces this one, or be called to replay a change. */
+oa_catalog_hook oa_catalog_get_hook(const oa_catalog *cat, void **ud);
 
 #endif

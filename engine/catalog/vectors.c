@@ -93,9 +93,10 @@ struct oa_vecstore {
   uint64_t *livebits;
   int64_t *holes;
   int64_t n_holes, cap_holes;
-  uint64_t *slots; /* id map: hash low 32 bits << 32 | (row + 1); 0 empty */
-  size_t n_slots;  /* power of two */
-  size_t id_bytes; /* heap bytes held by id strings */
+  uint64_t *slots;   /* id map: hash low 32 bits << 32 | (row + 1); 0 empty */
+  size_t n_slots;    /* power of two */
+  size_t id_bytes;   /* heap bytes held by id strings */
+  uint64_t file_sum; /* checksum of the file loaded from */
   meta_col meta[OA_VEC_MAX_META];
 };
 
@@ -777,7 +778,20 @@ static int write_all(int fd, const void *p, size_t n) {
   return 0;
 }
 
+uint64_t oa_vecstore_matrix_hash(const oa_vecstore *vs) {
+  return oa_hash_bytes(vs->mat, (size_t)vs->rows * vs->stride, 0x0a7ec);
+}
+
+uint64_t oa_vecstore_file_checksum(const oa_vecstore *vs) {
+  return vs->file_sum;
+}
+
 int oa_vecstore_save_file(const oa_vecstore *vs, const char *path, oa_error *err) {
+  return oa_vecstore_save_file_ex(vs, path, NULL, err);
+}
+
+int oa_vecstore_save_file_ex(const oa_vecstore *vs, const char *path,
+                             oa_vecfile_info *info, oa_error *err) {
   oa_buf ids, meta;
   oa_buf_init(&ids);
   oa_buf_init(&meta);
@@ -836,6 +850,22 @@ int oa_vecstore_save_file(const oa_vecstore *vs, const char *path, oa_error *err
   if (close(fd) || rename(tmp, path)) {
     rc = oa_error_set(err, OA_EIO, "cannot write %s: %s", path, strerror(errno));
     unlink(tmp);
+    goto out;
+  }
+  if (info) {
+    memset(info, 0, sizeof *info);
+    info->version = VEC_VERSION;
+    info->config = vs->cfg;
+    info->rows = vs->rows;
+    info->live = vs->live;
+    info->generation = vs->generation;
+    info->ids_bytes = ids.len;
+    info->meta_bytes = meta.len;
+    info->matrix_offset = mat_off;
+    info->matrix_bytes = mat_len;
+    info->file_bytes = mat_off + mat_len;
+    info->checksum = c;
+    info->matrix_hash = oa_vecstore_matrix_hash(vs);
   }
 out:
   oa_buf_free(&ids);
@@ -917,6 +947,7 @@ int oa_vecstore_file_info(const char *path, oa_vecfile_info *info, oa_error *err
   info->matrix_offset = fh.mat_off;
   info->matrix_bytes = fh.mat_len;
   info->file_bytes = (uint64_t)st.st_size;
+  info->checksum = fh.sum;
   /* Field names and kinds: walk the meta section's field headers. */
   uint8_t *meta = fh.meta_len ? malloc(fh.meta_len) : NULL;
   if (fh.meta_len && (!meta || read_at(fd, meta, fh.meta_len, (off_t)fh.meta_off))) {
@@ -1138,6 +1169,7 @@ oa_vecstore *oa_vecstore_load_file_ex(const char *path, int flags, oa_error *err
     goto fail;
   }
   vs->generation = fh.generation;
+  vs->file_sum = sum;
   free(ids);
   free(meta);
   close(fd);

@@ -141,8 +141,23 @@ typedef struct oa_vecfile_info {
   int64_t rows, live;
   uint64_t generation;
   uint64_t ids_bytes, meta_bytes, matrix_offset, matrix_bytes, file_bytes;
+  uint64_t checksum;    /* the header's checksum (header, ids and metadata) */
+  uint64_t matrix_hash; /* oa_vecstore_save_file_ex only: oa_vecstore_matrix_hash */
 } oa_vecfile_info;
 int oa_vecstore_file_info(const char *path, oa_vecfile_info *info, oa_error *err);
+
+/* The file's checksum does not cover the matrix (reading it would defeat
+ * mapping), so a caller that must detect a corrupt matrix (snapshots)
+ * keeps this hash (XXH3 of the rows * stride matrix bytes) beside the file
+ * and compares it after loading. */
+uint64_t oa_vecstore_matrix_hash(const oa_vecstore *vs);
+/* oa_vecstore_save_file that also describes what it wrote (info may be
+ * NULL): sizes, the checksum and the matrix hash, so the file can be
+ * referenced from another (a snapshot) and checked when it loads back. */
+int oa_vecstore_save_file_ex(const oa_vecstore *vs, const char *path,
+                             oa_vecfile_info *info, oa_error *err);
+/* The checksum of the file the store was loaded from (0: not loaded). */
+uint64_t oa_vecstore_file_checksum(const oa_vecstore *vs);
 
 /* Float16 conversions used by the F16 format (round to nearest even). */
 uint16_t oa_f32_to_f16(float f);

@@ -70,4 +70,37 @@ oa__retrieval *oa__retrieval_new(const oa_retrieval_config *cfg, oa_error *err);
 int oa__retrieval_load_catalog(oa__retrieval *r, oa_catalog *cat, int strict,
                                oa_error *err);
 
+/* ---- The store in snapshots (retrieval_persist.c) ----
+ * A snapshot carries the store's matrix as a sidecar .oav file (the
+ * vector store's own format, memory-mapped back) and, inside the
+ * snapshot, a section that references it (size, checksum, matrix hash)
+ * followed by the IVF index. Restoring adopts the mapped store and the
+ * index instead of rebuilding them from the catalog records; a missing or
+ * mismatched sidecar falls back to that rebuild. */
+typedef struct oa__retrieval_snap oa__retrieval_snap;
+/* Loop thread, right after the catalog was serialised: freezes the store
+ * (r->readers) so another thread can write it. NULL when there is nothing
+ * to write: no retrieval, or the store lags the catalog (another job
+ * froze it and changes wait). */
+oa__retrieval_snap *oa__retrieval_snap_begin(oa_engine *e);
+/* Any thread: writes the store to dir/name and fills section (a new
+ * buffer) with the reference and the index. 0, or an error with section
+ * empty and no file left behind. */
+int oa__retrieval_snap_write(oa__retrieval_snap *s, const char *dir, const char *name,
+                             oa_buf *section, oa_error *err);
+/* Loop thread: thaws the store (applies what changed meanwhile), frees s. */
+void oa__retrieval_snap_end(oa_engine *e, oa__retrieval_snap *s);
+/* Loop thread: one reader less; the last one applies the catalog changes
+ * held back while the store was frozen (or rebuilds after a replace). */
+void oa__retrieval_thaw(oa_engine *e, oa__retrieval *r);
+/* Replaces e's catalog with cat (taking it). With a valid section (len >
+ * 0) whose sidecar in dir loads and matches, the store and index are
+ * adopted: 1. Otherwise the store is rebuilt from cat: 0, with the reason
+ * in problem when a sidecar was referenced but not usable. */
+int oa__retrieval_restore(oa_engine *e, oa_catalog *cat, oa_reader *section,
+                          const char *dir, char *problem, size_t cap);
+/* The sidecar file a section references (no checks beyond the format): 0
+ * with its name, or -1. For cleaning up files no snapshot references. */
+int oa__retrieval_section_file(oa_reader *section, char *name, size_t cap);
+
 #endif

@@ -1,27 +1,42 @@
 /* Snapshots: see snapshot.h for the file format and the guarantees. */
 #include "runtime/snapshot.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 
 #include "core/error.h"
 #include "runtime/events.h"
 #include "runtime/policy_internal.h"
+#include "runtime/retrieval_internal.h"
 
 #define SNAPSHOT_MAGIC   "ONEARMSS"
-#define SNAPSHOT_VERSION 1
+#define SNAPSHOT_VERSION 2
 #define HEADER_BYTES     (8 + 4 + 8 + 8)
+#define SIDECAR_PREFIX   "state."
+#define SIDECAR_SUFFIX   ".oav"
 
+struct oa_snapshot_job {
+  oa_buf payload;
+  size_t section_at; /* offset of the (empty) retrieval section's length */
+  oa__retrieval_snap *retr;
+};
+
+/* The payload with an empty retrieval section; *section_at says where its
+ * length is, so a writer can splice a section in. */
 static int build_payload(oa_engine *e, const char *app_version, oa_buf *out,
-                         oa_error *err) {
+                         size_t *section_at, oa_error *err) {
   oa_buf_put_header(out, "SNAP", SNAPSHOT_VERSION);
   oa_buf_put_str(out, app_version ? app_version : "");
+  *section_at = out->len;
+  oa_buf_put_u64(out, 0);
   if (oa_catalog_save(oa_engine_catalog(e), out))
     return oa_error_set(err, OA_ENOMEM, "out of memory while saving the catalog");
   int32_t n = oa_engine_policy_count(e);
@@ -66,30 +81,55 @@ static int fsync_dir(const char *dir) {
 }
 
 int oa_snapshot_build(oa_engine *e, const char *app_version, oa_buf *out, oa_error *err) {
+  size_t at;
   oa_buf_init(out);
-  int rc = build_payload(e, app_version, out, err);
+  int rc = build_payload(e, app_version, out, &at, err);
   if (rc) oa_buf_free(out);
   return rc;
 }
 
-int oa_snapshot_write_file(const char *dir, const oa_buf *payload, oa_error *err) {
+/* The payload is written in pieces (a section spliced in without copying
+ * the rest); the checksum runs over them in order. */
+typedef struct piece {
+  const void *data;
+  size_t len;
+} piece;
+
+static int ensure_dir(const char *dir, oa_error *err) {
   if (mkdir(dir, 0755) && errno != EEXIST)
     return oa_error_set(err, OA_EIO, "cannot create data directory '%s': %s", dir,
                         strerror(errno));
+  return 0;
+}
+
+static int write_pieces(const char *dir, const piece *pc, int n, oa_error *err) {
+  int rc = ensure_dir(dir, err);
+  if (rc) return rc;
   char tmp[4096], cur[4096], prev[4096];
   snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, OA_SNAPSHOT_FILE);
   snprintf(cur, sizeof cur, "%s/%s", dir, OA_SNAPSHOT_FILE);
   snprintf(prev, sizeof prev, "%s/%s", dir, OA_SNAPSHOT_PREV);
   uint8_t header[HEADER_BYTES];
   uint32_t version = SNAPSHOT_VERSION;
-  uint64_t len = payload->len, sum = XXH64(payload->data, payload->len, 0);
+  uint64_t len = 0;
+  XXH64_state_t *hs = XXH64_createState();
+  if (!hs) return oa_error_set(err, OA_ENOMEM, "out of memory");
+  XXH64_reset(hs, 0);
+  for (int i = 0; i < n; i++) {
+    XXH64_update(hs, pc[i].data, pc[i].len);
+    len += pc[i].len;
+  }
+  uint64_t sum = XXH64_digest(hs);
+  XXH64_freeState(hs);
   memcpy(header, SNAPSHOT_MAGIC, 8);
   memcpy(header + 8, &version, 4);
   memcpy(header + 12, &len, 8);
   memcpy(header + 20, &sum, 8);
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  int ok = fd >= 0 && !write_all(fd, header, sizeof header) &&
-           !write_all(fd, payload->data, payload->len) && !fsync(fd);
+  int ok = fd >= 0 && !write_all(fd, header, sizeof header);
+  for (int i = 0; ok && i < n; i++)
+    ok = !write_all(fd, pc[i].data, pc[i].len);
+  ok = ok && !fsync(fd);
   int saved_errno = errno;
   if (fd >= 0) ok = !close(fd) && ok;
   if (!ok) {
@@ -108,13 +148,134 @@ int oa_snapshot_write_file(const char *dir, const oa_buf *payload, oa_error *err
   return 0;
 }
 
+/* The sidecar a snapshot file references, from the start of its payload
+ * (unverified: enough to know which files to keep). 0 and name, or -1. */
+static int sidecar_of(const char *path, char *name, size_t cap) {
+  uint8_t head[HEADER_BYTES + 8192];
+  FILE *f = fopen(path, "rb");
+  if (!f) return -1;
+  size_t got = fread(head, 1, sizeof head, f);
+  fclose(f);
+  if (got < HEADER_BYTES || memcmp(head, SNAPSHOT_MAGIC, 8)) return -1;
+  oa_reader in;
+  oa_reader_init(&in, head + HEADER_BYTES, got - HEADER_BYTES);
+  uint32_t version = 0;
+  char app[4096];
+  if (oa_read_header(&in, "SNAP", SNAPSHOT_VERSION, &version, NULL) || version < 2)
+    return -1;
+  oa_read_str(&in, app, sizeof app);
+  uint64_t n = oa_read_u64(&in);
+  if (in.failed || !n) return -1;
+  oa_reader sec;
+  oa_reader_init(&sec, in.data + in.pos,
+                 n < in.len - in.pos ? (size_t)n : in.len - in.pos);
+  return oa__retrieval_section_file(&sec, name, cap);
+}
+
+/* Deletes the sidecars (and leftover temporary ones) that neither the
+ * snapshot nor the previous one references. */
+static void clean_sidecars(const char *dir) {
+  char keep[2][256] = {"", ""}, path[4096];
+  const char *names[2] = {OA_SNAPSHOT_FILE, OA_SNAPSHOT_PREV};
+  for (int i = 0; i < 2; i++) {
+    snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+    if (sidecar_of(path, keep[i], sizeof keep[i])) keep[i][0] = 0;
+  }
+  DIR *d = opendir(dir);
+  if (!d) return;
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    const char *nm = de->d_name;
+    if (strncmp(nm, SIDECAR_PREFIX, strlen(SIDECAR_PREFIX)) ||
+        !strstr(nm, SIDECAR_SUFFIX) || !strcmp(nm, keep[0]) || !strcmp(nm, keep[1]))
+      continue;
+    snprintf(path, sizeof path, "%s/%s", dir, nm);
+    unlink(path);
+  }
+  closedir(d);
+}
+
+int oa_snapshot_write_file(const char *dir, const oa_buf *payload, oa_error *err) {
+  piece pc = {payload->data, payload->len};
+  int rc = write_pieces(dir, &pc, 1, err);
+  if (!rc) clean_sidecars(dir);
+  return rc;
+}
+
+oa_snapshot_job *oa_snapshot_begin(oa_engine *e, const char *app_version, oa_error *err) {
+  oa_snapshot_job *job = calloc(1, sizeof *job);
+  if (!job) {
+    oa_error_set(err, OA_ENOMEM, "out of memory");
+    return NULL;
+  }
+  oa_buf_init(&job->payload);
+  if (build_payload(e, app_version, &job->payload, &job->section_at, err)) {
+    oa_buf_free(&job->payload);
+    free(job);
+    return NULL;
+  }
+  job->retr = oa__retrieval_snap_begin(e);
+  return job;
+}
+
+/* A sidecar name no file in dir has: state.<time in ns, hex>.oav. */
+static void sidecar_name(const char *dir, char *name, size_t cap) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  uint64_t t = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+  char path[4096];
+  do {
+    snprintf(name, cap, SIDECAR_PREFIX "%016llx" SIDECAR_SUFFIX, (unsigned long long)t++);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+  } while (access(path, F_OK) == 0);
+}
+
+int oa_snapshot_job_write(oa_snapshot_job *job, const char *dir, oa_error *err) {
+  int rc = ensure_dir(dir, err);
+  if (rc) return rc;
+  oa_buf section;
+  char name[64] = "";
+  oa_buf_init(&section);
+  if (job->retr) {
+    oa_error serr;
+    sidecar_name(dir, name, sizeof name);
+    if (oa__retrieval_snap_write(job->retr, dir, name, &section, &serr)) {
+      fprintf(stderr, "onearm: snapshot: the retrieval sidecar is left out: %s\n",
+              serr.message);
+      name[0] = 0;
+    }
+  }
+  const oa_buf *p = &job->payload;
+  uint64_t n = section.len;
+  size_t at = job->section_at;
+  piece pc[4] = {{p->data, at},
+                 {&n, 8},
+                 {section.data, section.len},
+                 {p->data + at + 8, p->len - at - 8}};
+  rc = write_pieces(dir, pc, 4, err);
+  oa_buf_free(&section);
+  if (rc && name[0]) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    unlink(path);
+  }
+  if (!rc) clean_sidecars(dir);
+  return rc;
+}
+
+void oa_snapshot_end(oa_engine *e, oa_snapshot_job *job) {
+  if (!job) return;
+  oa__retrieval_snap_end(e, job->retr);
+  oa_buf_free(&job->payload);
+  free(job);
+}
+
 int oa_snapshot_save(oa_engine *e, const char *dir, const char *app_version,
                      oa_error *err) {
-  oa_buf payload;
-  int rc = oa_snapshot_build(e, app_version, &payload, err);
-  if (rc) return rc;
-  rc = oa_snapshot_write_file(dir, &payload, err);
-  oa_buf_free(&payload);
+  oa_snapshot_job *job = oa_snapshot_begin(e, app_version, err);
+  if (!job) return err ? err->code : OA_ENOMEM;
+  int rc = oa_snapshot_job_write(job, dir, err);
+  oa_snapshot_end(e, job);
   return rc;
 }
 
@@ -170,13 +331,22 @@ done:
 
 /* Applies a verified payload. Policies are loaded one by one with a backup
  * of each, so a refused policy rolls every earlier one back. */
-static int apply(oa_engine *e, const uint8_t *data, size_t len, oa_snapshot_report *rep,
-                 oa_error *err) {
-  oa_reader in;
+static int apply(oa_engine *e, const char *dir, const uint8_t *data, size_t len,
+                 oa_snapshot_report *rep, oa_error *err) {
+  oa_reader in, section;
+  uint32_t version = 0;
   oa_reader_init(&in, data, len);
-  int rc = oa_read_header(&in, "SNAP", SNAPSHOT_VERSION, NULL, err);
+  oa_reader_init(&section, NULL, 0);
+  int rc = oa_read_header(&in, "SNAP", SNAPSHOT_VERSION, &version, err);
   if (rc) return rc;
   oa_read_str(&in, rep->app_version, sizeof rep->app_version);
+  if (version >= 2) {
+    uint64_t n = oa_read_u64(&in);
+    if (in.failed || n > in.len - in.pos)
+      return oa_error_set(err, OA_EFORMAT, "truncated retrieval section");
+    oa_reader_init(&section, in.data + in.pos, (size_t)n);
+    in.pos += (size_t)n;
+  }
   oa_catalog *cat = oa_catalog_load(&in, err);
   if (!cat) return err ? err->code : OA_EFORMAT;
   uint32_t n = oa_read_u32(&in);
@@ -219,8 +389,12 @@ static int apply(oa_engine *e, const uint8_t *data, size_t len, oa_snapshot_repo
     }
   }
   if (rc) goto fail;
-  oa_engine_replace_catalog(e, cat);
+  rep->retrieval_adopted = oa__retrieval_restore(
+      e, cat, &section, dir, rep->retrieval_problem, sizeof rep->retrieval_problem);
   cat = NULL;
+  if (rep->retrieval_problem[0])
+    fprintf(stderr, "onearm: retrieval: %s; the store is rebuilt from the catalog\n",
+            rep->retrieval_problem);
   rep->actions = oa_catalog_count(oa_engine_catalog(e));
   rc = oa__events_load(oa__engine_events(e), &in, &rep->events_restored,
                        &rep->events_skipped, err);
@@ -263,7 +437,7 @@ int oa_snapshot_restore(oa_engine *e, const char *dir, oa_snapshot_report *rep,
       return oa_error_set(err, OA_EFORMAT, "no usable snapshot in '%s': %s%s%s", dir,
                           rep->problem, rep->problem[0] ? "; " : "", local.message);
     }
-    rc = apply(e, payload, len, rep, err);
+    rc = apply(e, dir, payload, len, rep, err);
     free(payload);
     if (rc) return rc;
     snprintf(rep->file, sizeof rep->file, "%s", path);

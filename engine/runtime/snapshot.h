@@ -9,6 +9,23 @@
  * checksum before it parses anything, and falls back to state.prev.oas
  * when state.oas is missing, truncated or corrupt: garbage never loads.
  *
+ * The payload (version 2): "SNAP" v2 | str app version | u64 retrieval
+ * section bytes | the retrieval section | catalog | policies | events.
+ * Version 1 files (no retrieval section) still load.
+ *
+ * Retrieval at scale: when the engine has a retrieval store, its vector
+ * matrix is written first as a sidecar, DIR/state.<16 hex>.oav (the
+ * vector store's memory-mappable file, catalog/vectors.c), and the
+ * snapshot's retrieval section references it by name, size, checksum and
+ * matrix hash, followed by the IVF index (runtime/retrieval_persist.c).
+ * Restoring maps the sidecar and adopts it and the index instead of
+ * rebuilding them from the catalog records; a missing, truncated, corrupt
+ * or mismatched sidecar is reported (report->retrieval_problem) and the
+ * store is rebuilt from the catalog records of the same snapshot, which
+ * are always complete. Sidecars that neither state.oas nor state.prev.oas
+ * references are deleted after each snapshot, so old snapshots and their
+ * sidecars go together.
+ *
  * Restoring matches saved policies to the engine's policies by name. A
  * policy whose feature space or model shape changed is refused (the whole
  * restore fails and nothing changes) unless that policy was marked with
@@ -30,13 +47,33 @@ typedef struct oa_snapshot_report {
   int32_t policies_restored, policies_reset, policies_skipped;
   int32_t events_restored, events_skipped;
   int64_t actions;
+  int retrieval_adopted;       /* 1: the store came from the sidecar (no rebuild) */
+  char retrieval_problem[512]; /* why a referenced sidecar was not used */
 } oa_snapshot_report;
 
-/* Writes a snapshot of e into dir (created if missing). */
+/* Writes a snapshot of e into dir (created if missing), with the retrieval
+ * sidecar: begin + write + end on this thread. */
 int oa_snapshot_save(oa_engine *e, const char *dir, const char *app_version,
                      oa_error *err);
-/* The two halves, so a server can build on its loop thread (a consistent
- * copy between requests) and write + fsync on a worker thread: build fills
+
+/* The three steps, so a server builds on its loop thread (a consistent
+ * copy between requests) and writes + fsyncs on a worker thread:
+ *   begin  (loop thread) serialises catalog, policies and events, and
+ *          freezes the retrieval store: catalog changes are applied to the
+ *          catalog at once and reach the store at end (retrieval.h);
+ *   write  (any thread) writes the sidecar from the frozen store, then
+ *          the snapshot; a sidecar that cannot be written is left out
+ *          (the snapshot still is) and said on stderr;
+ *   end    (loop thread, always, after write or instead of it) thaws the
+ *          store and frees the job.
+ * The matrix is never copied: the worker writes it from the store. */
+typedef struct oa_snapshot_job oa_snapshot_job;
+oa_snapshot_job *oa_snapshot_begin(oa_engine *e, const char *app_version, oa_error *err);
+int oa_snapshot_job_write(oa_snapshot_job *job, const char *dir, oa_error *err);
+void oa_snapshot_end(oa_engine *e, oa_snapshot_job *job);
+
+/* The older two halves: the same snapshot without a sidecar (a restore
+ * then rebuilds the retrieval store from the catalog records). build fills
  * out with the payload; write_file needs nothing but the bytes and the
  * directory, and is safe on any thread. */
 int oa_snapshot_build(oa_engine *e, const char *app_version, oa_buf *out, oa_error *err);

@@ -118,3 +118,115 @@ describe("onearm serve state", function()
     assert.are.equal(1, server:wait(10))
   end)
 end)
+
+-- The retrieval store at scale is part of the snapshot: its matrix is a
+-- sidecar file next to state.oas (memory-mapped back) and its index is in
+-- the snapshot, so a restart adopts both instead of rebuilding them; a
+-- corrupt or missing sidecar falls back to rebuilding from the catalog
+-- records, with the same answers either way.
+describe("onearm serve retrieval state", function()
+  local rdir = H.tmpdir()
+  local rapp = rdir .. "/app.lua"
+  H.write(rapp, [[
+local oa = require "onearm"
+local space = oa.features { dim = 32, context = { device = "cat" }, action = { topic = "cat" } }
+return oa.app {
+  policies = { p = oa.policy { features = space, model = oa.egreedy { epsilon = 0.1 } } },
+  reward = function(s) return s.clicked and 1 or 0 end,
+  retrieve = { field = "emb", dim = 4, meta = { topic = "cat" }, n = 10, mode = "exact",
+               build_at = 10, fresh_share = 0 },
+}
+]])
+  local server = H.server(rdir, rapp)
+  local var = rdir .. "/var"
+  local before
+  after_each(function()
+    if server.pid and not H.read(server.rcfile) then server:stop() end
+  end)
+
+  local function sidecar()
+    local p = io.popen("ls " .. H.quote(var) .. " | grep '^state\\..*\\.oav$'")
+    local names = {}
+    for line in p:lines() do names[#names + 1] = line end
+    p:close()
+    return names
+  end
+
+  local function shortlist(mode)
+    local status, body = server:post("/v1/rank", json.encode {
+      context = { device = "phone" },
+      retrieve = { n = 10, mode = mode or "exact", query = { 0.5, -1, 0.25, 2 } },
+    }, JSON)
+    assert.are.equal(200, status)
+    local ids = {}
+    for _, r in ipairs(body.ranking) do ids[#ids + 1] = r.id end
+    table.sort(ids)
+    return table.concat(ids, " ")
+  end
+
+  local function restart()
+    assert(server:start("--snapshot-every 0 --no-watch"))
+    return H.read(server.log)
+  end
+
+  local function stop()
+    server:signal("TERM")
+    assert.are.equal(0, server:wait(10))
+  end
+
+  it("writes the store as a sidecar next to the snapshot", function()
+    assert(server:start("--snapshot-every 0 --no-watch"))
+    local upsert = {}
+    for i = 1, 60 do
+      local a = i * 0.7
+      upsert[i] = { id = "v" .. i, features = {
+        emb = { math.sin(a), math.cos(a), math.sin(2 * a), math.cos(3 * a) },
+        topic = i % 2 == 0 and "music" or "news" } }
+    end
+    local status = server:post("/v1/actions:batch", json.encode { upsert = upsert, remove = {} }, JSON)
+    assert.are.equal(200, status)
+    before = shortlist()
+    stop()
+    assert.are.equal(1, #sidecar())
+  end)
+
+  it("adopts the sidecar and the index at restart: same top-N, no rebuild", function()
+    local log = restart()
+    assert.is_falsy(log:match("rebuilt"))
+    assert.are.equal(before, shortlist())
+    assert.are.equal(0, server:metric("onearm_retrieval_index_builds"))
+    assert.are.equal(60, server:metric("onearm_retrieval_items"))
+    shortlist("approximate")
+    -- Bad input changes nothing: a wrong-length embedding is refused.
+    local status = server:post("/v1/actions:batch", json.encode {
+      upsert = { { id = "bad", features = { emb = { 1, 2 }, topic = "news" } } }, remove = {} }, JSON)
+    assert.are.equal(400, status)
+    assert.are.equal(before, shortlist())
+    assert.are.equal(60, server:metric("onearm_retrieval_items"))
+    stop()
+    assert.are.equal(2, #sidecar()) -- the snapshot's and the previous one's
+  end)
+
+  it("rebuilds from the catalog when the sidecar is corrupt", function()
+    for _, name in ipairs(sidecar()) do
+      local path = var .. "/" .. name
+      local data = H.read(path)
+      local at = #data - 200
+      H.write(path, data:sub(1, at - 1) .. string.char((data:byte(at) + 1) % 256) .. data:sub(at + 1))
+    end
+    local log = restart()
+    assert.is_truthy(log:match("matrix checksum") and log:match("rebuilt from the catalog"))
+    assert.are.equal(before, shortlist())
+    assert.are.equal(60, server:metric("onearm_retrieval_items"))
+    stop()
+  end)
+
+  it("rebuilds from the catalog when the sidecar is missing", function()
+    for _, name in ipairs(sidecar()) do os.remove(var .. "/" .. name) end
+    local log = restart()
+    assert.is_truthy(log:match("missing") and log:match("rebuilt from the catalog"))
+    assert.are.equal(before, shortlist())
+    stop()
+    assert.are.equal(1, #sidecar())
+  end)
+end)
