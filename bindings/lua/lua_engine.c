@@ -789,6 +789,7 @@ static const luaL_Reg engine_methods[] = {{"add_policy", l_add_policy},
                                           {"set_retrieval", oa__lua_set_retrieval},
                                           {"retrieve", oa__lua_retrieve},
                                           {"build_index", oa__lua_build_index},
+                                          {"load_catalog", oa__lua_load_catalog},
                                           {"retrieval_stats", oa__lua_retrieval_stats},
                                           {"close", e_finalize},
                                           {NULL, NULL}};

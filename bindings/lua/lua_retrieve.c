@@ -17,6 +17,7 @@
 
 #include "core/error.h"
 #include "runtime/retrieval.h"
+#include "server/catalog_file.h"
 
 static int mode_of(lua_State *L, int idx, const char *fn, const char *key) {
   const char *s = lua_tostring(L, idx);
@@ -337,6 +338,19 @@ int oa__lua_build_index(lua_State *L) {
   if (oa_engine_retrieval_build_index(e, &err))
     return oa__lua_fail(L, "build_index", &err);
   return 0;
+}
+
+/* [-0, +1, e] eng:load_catalog(path) -> rows: a catalog file (CSV or a
+ * vector file; server/catalog_file.h), checked whole before any change. */
+int oa__lua_load_catalog(lua_State *L) {
+  oa_engine *e = oa_lua_check_engine(L, 1);
+  const char *path = luaL_checkstring(L, 2);
+  int64_t before = oa_catalog_count(oa_engine_catalog(e));
+  oa_error err = {0};
+  if (oa_catalog_file_load(e, path, NULL, NULL, &err))
+    return oa__lua_fail(L, "load_catalog", &err);
+  lua_pushinteger(L, (lua_Integer)(oa_catalog_count(oa_engine_catalog(e)) - before));
+  return 1;
 }
 
 /* [-0, +1, e] eng:retrieval_stats() -> table, or nil when retrieval is off. */

@@ -15,6 +15,8 @@ oa_retrieve_request *oa__lua_retrieve_request(lua_State *L, int idx, int ctx_idx
 int oa__lua_set_retrieval(lua_State *L);
 int oa__lua_retrieve(lua_State *L);
 int oa__lua_build_index(lua_State *L);
+/* eng:load_catalog(path) -> rows upserted from a catalog file. */
+int oa__lua_load_catalog(lua_State *L);
 int oa__lua_retrieval_stats(lua_State *L);
 
 #endif

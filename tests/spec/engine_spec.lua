@@ -325,3 +325,43 @@ describe("explore", function()
     assert.are.same({0.25, 0.75}, p2)
   end)
 end)
+
+describe("eng:load_catalog", function()
+  local function csv(rows)
+    local path = os.tmpname()
+    local f = assert(io.open(path, "w"))
+    f:write("id,v0,v1,v2,topic,age\n", table.concat(rows, "\n"), "\n")
+    f:close()
+    return path
+  end
+
+  it("upserts a CSV into the catalog and the retrieval store, or changes nothing", function()
+    local eng = oa.engine{seed = 1}
+    eng:add_policy("p", {features = oa.features{layout = "concat", action = {emb = "dense:3"}},
+                         model = oa.model.ridge{dim = 4}, explore = "greedy"})
+    eng:set_retrieval{field = "emb", dim = 3, meta = {topic = "cat", age = "num"}}
+    local good = csv{"a,1,0,0,music,3", "b,0,1,0,news,5", "c,0,0,1,music,9"}
+    assert.are.equal(3, eng:load_catalog(good))
+    assert.are.equal(3, eng:catalog_count())
+    local r = eng:retrieve("p", {}, {n = 1, query = {0, 0, 2}})
+    assert.are.same({"c"}, r.ids)
+    r = eng:retrieve("p", {}, {n = 3, query = {1, 1, 1}, filters = {topic = "news"}})
+    assert.are.same({"b"}, r.ids)
+    local bad = csv{"d,1,0,0,music,1", "e,1,x,0,news,2"}
+    local ok, msg = pcall(eng.load_catalog, eng, bad)
+    assert.is_false(ok)
+    assert.matches("line 3: v1 is not a number", msg)
+    assert.are.equal(3, eng:catalog_count())
+    local short = csv{"f,1,0"}
+    ok, msg = pcall(eng.load_catalog, eng, short)
+    assert.is_false(ok)
+    assert.matches("columns", msg)
+    ok, msg = pcall(eng.load_catalog, eng, "/nonexistent/catalog.csv")
+    assert.is_false(ok)
+    assert.matches("nonexistent", msg)
+    assert.are.equal(3, eng:catalog_count())
+    os.remove(good)
+    os.remove(bad)
+    os.remove(short)
+  end)
+end)
