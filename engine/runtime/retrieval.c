@@ -550,6 +550,9 @@ static int32_t fresh_pick(oa__retrieval *r, oa_engine *e, const oa_filter *filte
       h[0] = c;
       heap_sift_down(h, size, 0);
     }
+    /* Newest first: once even the worst kept was never shown, every older
+     * row loses to it (shown at least as often, added earlier). */
+    if (size == k && h[0].shown == 0) break;
   }
   /* Draw m of the pool uniformly without replacement. The pool's order
    * (a heap) depends only on the data, so the draw is reproducible. */
