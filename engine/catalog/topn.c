@@ -521,11 +521,33 @@ static void scan_range(const scan_ctx *c, int64_t lo, int64_t hi, oa_topn_heap *
   }
 }
 
+/* Several queries in one pass: each task walks its rows in sub-blocks
+ * small enough to stay in the core's cache while every query scores them,
+ * so the matrix leaves memory once whatever the number of queries. */
+#define MULTI_SUB_BYTES (128 * 1024)
+
+typedef struct scan_job {
+  scan_ctx *ctx; /* one per query; the first gives rows and per_task */
+  int32_t nq;
+} scan_job;
+
 static void scan_task(void *ud, int task) {
-  const scan_ctx *c = ud;
-  int64_t lo = (int64_t)task * c->per_task, hi = lo + c->per_task;
-  if (hi > c->rows) hi = c->rows;
-  if (lo < hi) scan_range(c, lo, hi, &c->heaps[task]);
+  const scan_job *j = ud;
+  const scan_ctx *c0 = &j->ctx[0];
+  int64_t lo = (int64_t)task * c0->per_task, hi = lo + c0->per_task;
+  if (hi > c0->rows) hi = c0->rows;
+  if (lo >= hi) return;
+  if (j->nq == 1) {
+    scan_range(c0, lo, hi, &c0->heaps[task]);
+    return;
+  }
+  int64_t sub = (int64_t)(MULTI_SUB_BYTES / c0->stride) & ~(int64_t)7;
+  if (sub < 8) sub = 8;
+  for (int64_t b = lo; b < hi; b += sub) {
+    int64_t e = b + sub < hi ? b + sub : hi;
+    for (int32_t q = 0; q < j->nq; q++)
+      scan_range(&j->ctx[q], b, e, &j->ctx[q].heaps[task]);
+  }
 }
 
 /* The query padded with zeros to whole 8-float vectors, 32-byte aligned:
@@ -603,74 +625,125 @@ static void ctx_init(scan_ctx *c, const oa_vecstore *vs) {
   c->rows = oa_vecstore_rows(vs);
 }
 
-int oa_topn_exact(const oa_vecstore *vs, const float *query, int32_t n,
-                  const oa_filter *filter, int threads, oa_topn_result *out,
-                  oa_error *err) {
-  int rc;
-  if (n <= 0) return oa_error_set(err, OA_EINVAL, "top-N needs N >= 1, got %d", n);
-  if ((rc = check_query(vs, query, err))) return rc;
-  if (filter && oa_filter_generation(filter) != oa_vecstore_generation(vs))
-    return oa_error_set(
-        err, OA_ESTATE,
-        "the filter was compiled before the catalog changed: compile it again");
-  scan_ctx c;
-  ctx_init(&c, vs);
-  c.filter = filter;
-  int64_t live = oa_vecstore_count(vs);
-  int32_t cap = live < n ? (int32_t)live : n;
+/* The valid queries' contexts (their heaps, queries, shared floors). */
+static void contexts_free(scan_ctx *ctx, int32_t nq, int64_t ntasks) {
+  for (int32_t q = 0; q < nq; q++) {
+    if (ctx[q].heaps)
+      for (int64_t t = 0; t < ntasks; t++)
+        oa_topn_heap_free(&ctx[q].heaps[t]);
+    free(ctx[q].heaps);
+    query_free(&ctx[q]);
+  }
+  free(ctx);
+}
+
+/* Merge a query's ranges: the global top-N is inside the union of the
+ * ranges' top-Ns. */
+static int merge(scan_ctx *c, int64_t ntasks, oa_topn_result *out, oa_error *err) {
+  oa_topn_heap all;
+  if (ntasks == 1) {
+    all = c->heaps[0];
+    memset(&c->heaps[0], 0, sizeof c->heaps[0]);
+  } else {
+    if (oa_topn_heap_init(&all, c->cap))
+      return oa_error_set(err, OA_ENOMEM, "out of memory for a top-%d scan", c->cap);
+    for (int64_t t = 0; t < ntasks; t++)
+      for (int32_t i = 0; i < c->heaps[t].size; i++)
+        oa_topn_heap_push(&all, c->heaps[t].scores[i], c->heaps[t].rows[i]);
+  }
+  int rc = oa_topn_heap_finish(&all, out, err);
+  oa_topn_heap_free(&all);
+  return rc;
+}
+
+int oa_topn_exact_many(const oa_vecstore *vs, int32_t nq, const float *const *queries,
+                       const int32_t *n, const oa_filter *const *filters, int threads,
+                       oa_topn_result *out, int *rcs, oa_error *errs) {
+  if (nq < 1) return 0;
+  /* Each query on its own: a bad one fails alone. */
+  int32_t nvalid = 0;
+  for (int32_t q = 0; q < nq; q++) {
+    oa_error *err = errs ? &errs[q] : NULL;
+    const oa_filter *f = filters ? filters[q] : NULL;
+    if (n[q] <= 0)
+      rcs[q] = oa_error_set(err, OA_EINVAL, "top-N needs N >= 1, got %d", n[q]);
+    else if ((rcs[q] = check_query(vs, queries[q], err))) {
+    } else if (f && oa_filter_generation(f) != oa_vecstore_generation(vs))
+      rcs[q] = oa_error_set(
+          err, OA_ESTATE,
+          "the filter was compiled before the catalog changed: compile it again");
+    nvalid += rcs[q] == 0;
+  }
+  if (!nvalid) return 0;
+  scan_ctx probe;
+  ctx_init(&probe, vs);
+  int64_t live = oa_vecstore_count(vs), rows = probe.rows;
 
   oa_pool *pool = NULL;
-  size_t bytes = (size_t)c.rows * c.stride;
+  size_t bytes = (size_t)rows * probe.stride;
   if (threads <= 0) threads = bytes >= ((size_t)4 << 20) ? 0 : 1;
   if (threads != 1) {
     pool = oa_pool_shared();
     int avail = oa_pool_threads(pool);
     if (threads <= 0 || threads > avail) threads = avail;
   }
-  int64_t blocks = (c.rows + OA_TOPN_BLOCK - 1) / OA_TOPN_BLOCK;
+  int64_t blocks = (rows + OA_TOPN_BLOCK - 1) / OA_TOPN_BLOCK;
   /* Several ranges per thread so that a thread slowed by other work on
    * the machine does not hold the whole scan back. */
   int64_t ntasks = threads > 1 ? 4 * (int64_t)threads : 1;
   if (ntasks > blocks) ntasks = blocks ? blocks : 1;
   int64_t blocks_per = (blocks + ntasks - 1) / ntasks;
-  c.per_task = (blocks_per ? blocks_per : 1) * OA_TOPN_BLOCK;
-  ntasks = c.rows ? (c.rows + c.per_task - 1) / c.per_task : 1;
+  int64_t per_task = (blocks_per ? blocks_per : 1) * OA_TOPN_BLOCK;
+  ntasks = rows ? (rows + per_task - 1) / per_task : 1;
 
-  c.heaps = calloc((size_t)ntasks, sizeof *c.heaps);
-  if (!c.heaps || prepare_query(&c, query)) goto oom;
-  for (int64_t t = 0; t < ntasks; t++) {
-    int64_t span =
-        c.rows - t * c.per_task < c.per_task ? c.rows - t * c.per_task : c.per_task;
-    if (oa_topn_heap_init(&c.heaps[t], span < cap ? (int32_t)(span > 0 ? span : 0) : cap))
+  scan_ctx *ctx = calloc((size_t)nvalid, sizeof *ctx);
+  _Atomic float *floors = calloc((size_t)nvalid, sizeof *floors);
+  int32_t *which = malloc(sizeof(int32_t) * (size_t)nvalid);
+  if (!ctx || !floors || !which) goto oom;
+  for (int32_t q = 0, k = 0; q < nq; q++) {
+    if (rcs[q]) continue;
+    scan_ctx *c = &ctx[k];
+    which[k] = q;
+    ctx_init(c, vs);
+    c->filter = filters ? filters[q] : NULL;
+    c->per_task = per_task;
+    c->cap = live < n[q] ? (int32_t)live : n[q];
+    floors[k] = -INFINITY;
+    if (ntasks > 1) c->shared_floor = &floors[k];
+    k++;
+    if (!(c->heaps = calloc((size_t)ntasks, sizeof *c->heaps)) ||
+        prepare_query(c, queries[q]))
       goto oom;
+    for (int64_t t = 0; t < ntasks; t++) {
+      int64_t span = rows - t * per_task < per_task ? rows - t * per_task : per_task;
+      if (oa_topn_heap_init(&c->heaps[t],
+                            span < c->cap ? (int32_t)(span > 0 ? span : 0) : c->cap))
+        goto oom;
+    }
   }
-  _Atomic float shared_floor = -INFINITY;
-  c.cap = cap;
-  if (ntasks > 1) c.shared_floor = &shared_floor;
-  if (c.rows) oa_pool_run(pool, (int)ntasks, threads, scan_task, &c);
-
-  /* Merge: the global top-N is inside the union of the ranges' top-Ns. */
-  oa_topn_heap all;
-  if (ntasks == 1) {
-    all = c.heaps[0];
-    memset(&c.heaps[0], 0, sizeof c.heaps[0]);
-  } else {
-    if (oa_topn_heap_init(&all, cap)) goto oom;
-    for (int64_t t = 0; t < ntasks; t++)
-      for (int32_t i = 0; i < c.heaps[t].size; i++)
-        oa_topn_heap_push(&all, c.heaps[t].scores[i], c.heaps[t].rows[i]);
+  scan_job job = {ctx, nvalid};
+  if (rows) oa_pool_run(pool, (int)ntasks, threads, scan_task, &job);
+  for (int32_t k = 0; k < nvalid; k++) {
+    int32_t q = which[k];
+    rcs[q] = merge(&ctx[k], ntasks, &out[q], errs ? &errs[q] : NULL);
   }
-  rc = oa_topn_heap_finish(&all, out, err);
-  oa_topn_heap_free(&all);
-  goto done;
+  contexts_free(ctx, nvalid, ntasks);
+  free(floors);
+  free(which);
+  return 0;
 oom:
-  rc = oa_error_set(err, OA_ENOMEM, "out of memory for a top-%d scan", n);
-done:
-  if (c.heaps)
-    for (int64_t t = 0; t < ntasks; t++)
-      oa_topn_heap_free(&c.heaps[t]);
-  free(c.heaps);
-  query_free(&c);
+  if (ctx) contexts_free(ctx, nvalid, ntasks);
+  free(floors);
+  free(which);
+  return OA_ENOMEM;
+}
+
+int oa_topn_exact(const oa_vecstore *vs, const float *query, int32_t n,
+                  const oa_filter *filter, int threads, oa_topn_result *out,
+                  oa_error *err) {
+  int rc = 0;
+  if (oa_topn_exact_many(vs, 1, &query, &n, &filter, threads, out, &rc, err))
+    return oa_error_set(err, OA_ENOMEM, "out of memory for a top-%d scan", n);
   return rc;
 }
 

@@ -47,6 +47,18 @@ int oa_topn_exact(const oa_vecstore *vs, const float *query, int32_t n,
                   const oa_filter *filter, int threads, oa_topn_result *out,
                   oa_error *err);
 
+/* Several exact top-N scans in one pass over the matrix (a server's
+ * concurrent requests): rows are read in cache-sized sub-blocks that every
+ * query scores before the next, so nq queries cost about the memory
+ * traffic of one. Query q has its own n[q] and filters[q] (filters may be
+ * NULL: none); its result goes to out[q] and its status to rcs[q] (0, or
+ * the errors of oa_topn_exact, with errs[q] filled when errs is given);
+ * each result is exactly what oa_topn_exact gives. Returns 0, or
+ * OA_ENOMEM when the scan could not run at all. */
+int oa_topn_exact_many(const oa_vecstore *vs, int32_t nq, const float *const *queries,
+                       const int32_t *n, const oa_filter *const *filters, int threads,
+                       oa_topn_result *out, int *rcs, oa_error *errs);
+
 /* Building blocks for approximate indexes (IVF) so that they score rows
  * exactly as the exact scan does. */
 

@@ -745,6 +745,49 @@ void oa_retrieval_scan_run(oa_retrieval_scan *s) {
   s->seconds = now_s() - t0;
 }
 
+void oa_retrieval_scan_run_many(oa_retrieval_scan **scans, int32_t count) {
+  /* Exact scans of one store go together (one pass over the matrix);
+   * anything else runs on its own. */
+  int32_t k = 0;
+  for (int32_t i = 0; i < count; i++)
+    if (!scans[i]->approx && oa_vecstore_count(scans[i]->r->vs) > 0 &&
+        scans[i]->r == scans[0]->r)
+      k++;
+  oa_retrieval_scan **group = k > 1 ? malloc(sizeof *group * (size_t)k) : NULL;
+  const float **qs = group ? malloc(sizeof *qs * (size_t)k) : NULL;
+  const oa_filter **fs = group ? malloc(sizeof *fs * (size_t)k) : NULL;
+  int32_t *ns = group ? malloc(sizeof *ns * (size_t)k) : NULL;
+  oa_topn_result *res = group ? malloc(sizeof *res * (size_t)k) : NULL;
+  int *rcs = group ? malloc(sizeof *rcs * (size_t)k) : NULL;
+  oa_error *errs = group ? malloc(sizeof *errs * (size_t)k) : NULL;
+  if (!qs || !fs || !ns || !res || !rcs || !errs) k = 0; /* one by one instead */
+  int32_t g = 0;
+  for (int32_t i = 0; i < count; i++) {
+    oa_retrieval_scan *s = scans[i];
+    if (k > 1 && !s->approx && oa_vecstore_count(s->r->vs) > 0 && s->r == scans[0]->r) {
+      group[g] = s, qs[g] = s->q, fs[g] = s->filter, ns[g] = s->n, res[g] = s->res;
+      s->offloaded = !pthread_equal(pthread_self(), s->owner);
+      g++;
+    } else {
+      oa_retrieval_scan_run(s);
+    }
+  }
+  if (g > 1) {
+    double t0 = now_s();
+    int rc = oa_topn_exact_many(scans[0]->r->vs, g, qs, ns, fs, 0, res, rcs, errs);
+    double dt = now_s() - t0;
+    for (int32_t i = 0; i < g; i++) {
+      oa_retrieval_scan *s = group[i];
+      s->res = res[i]; /* the arrays may have grown */
+      s->seconds = dt;
+      s->rc = rc ? oa_error_set(&s->err, OA_ENOMEM, "out of memory for a batch scan")
+                 : rcs[i];
+      if (!rc && rcs[i]) s->err = errs[i];
+    }
+  }
+  free(group), free(qs), free(fs), free(ns), free(res), free(rcs), free(errs);
+}
+
 /* The last reader is gone: apply what the catalog did meanwhile, from the
  * catalog itself (or rebuild from a replaced catalog). */
 static void thaw(oa_engine *e, oa__retrieval *r) {

@@ -134,6 +134,10 @@ oa_retrieval_scan *oa_engine_retrieve_begin(oa_engine *e, oa_policy *p,
                                             oa_error *err);
 int oa_retrieval_scan_heavy(const oa_retrieval_scan *s);
 void oa_retrieval_scan_run(oa_retrieval_scan *s);
+/* Runs count begun scans (any thread, each once), the exact ones of one
+ * engine together in a single pass over the matrix (oa_topn_exact_many):
+ * each gets exactly what oa_retrieval_scan_run would give it. */
+void oa_retrieval_scan_run_many(oa_retrieval_scan **scans, int32_t count);
 int oa_engine_retrieve_end(oa_engine *e, oa_retrieval_scan *s, oa_shortlist *out,
                            oa_error *err);
 

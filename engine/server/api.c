@@ -908,7 +908,8 @@ static int retrieve_end(call *c, oa_retrieval_scan *scan, json_object **cands,
 /* A rank whose exact scan runs on the thread pool. Scans go one batch at
  * a time: a scan is bound by memory bandwidth and already uses every core
  * (the retrieval worker pool), so two at once would only slow each other
- * down; the scans that arrive while a batch runs form the next batch. */
+ * down; the scans that arrive while a batch runs form the next batch, and
+ * a batch reads the matrix once for all its queries. */
 typedef struct offloaded_rank {
   struct offloaded_rank *next; /* in the queue, then in the batch */
   oa_api *api;
@@ -959,10 +960,23 @@ static void offloaded_finish(offloaded_rank *o) {
   free(o);
 }
 
+/* The batch's scans in one pass over the matrix (retrieval.h). */
 static void batch_scan(uv_work_t *w) {
   oa_api *api = w->data;
+  int32_t n = 0;
   for (offloaded_rank *o = api->batch; o; o = o->next)
-    oa_retrieval_scan_run(o->scan);
+    n++;
+  oa_retrieval_scan *one[8], **scans = n <= 8 ? one : malloc(sizeof *scans * (size_t)n);
+  if (!scans) { /* one at a time */
+    for (offloaded_rank *o = api->batch; o; o = o->next)
+      oa_retrieval_scan_run(o->scan);
+    return;
+  }
+  n = 0;
+  for (offloaded_rank *o = api->batch; o; o = o->next)
+    scans[n++] = o->scan;
+  oa_retrieval_scan_run_many(scans, n);
+  if (scans != one) free(scans);
 }
 
 static void start_batch(oa_api *api);

@@ -629,6 +629,52 @@ static void test_scans_off_thread_with_concurrent_changes(void) {
   oa_engine_free(e);
 }
 
+/* Scans batched into one pass give each request exactly its own
+ * shortlist; an approximate scan in the batch runs on its own. */
+static void test_batched_scans(void) {
+  oa_error err;
+  oa_engine *e = make_engine(3000);
+  oa_retrieval_config c = config();
+  CHECK_OK(oa_engine_set_retrieval(e, &c, &err));
+  oa_policy *p = oa_engine_policy(e, "p");
+  enum { K = 4 };
+  float q[K][DIM];
+  oa_retrieve_request rq[K];
+  for (int k = 0; k < K; k++) {
+    double u[DIM];
+    item_vec(90000 + k, u);
+    for (int j = 0; j < DIM; j++)
+      q[k][j] = (float)u[j];
+    rq[k] = (oa_retrieve_request){.n = 5 + 10 * k,
+                                  .mode = k == 3 ? OA_RETRIEVE_APPROX : OA_RETRIEVE_EXACT,
+                                  .nprobe = 1000,
+                                  .fresh_share = -1,
+                                  .query = q[k],
+                                  .query_dim = DIM};
+  }
+  char want[K][40][16];
+  int32_t want_n[K];
+  for (int k = 0; k < K; k++) {
+    oa_shortlist sl;
+    CHECK_OK(oa_engine_retrieve(e, p, &rq[k], NULL, 1, &sl, &err));
+    want_n[k] = sl.n;
+    for (int i = 0; i < sl.n; i++)
+      snprintf(want[k][i], 16, "%s", sl.ids[i]);
+  }
+  oa_retrieval_scan *scans[K];
+  for (int k = 0; k < K; k++)
+    CHECK((scans[k] = oa_engine_retrieve_begin(e, p, &rq[k], NULL, 1, &err)) != NULL);
+  oa_retrieval_scan_run_many(scans, K);
+  for (int k = 0; k < K; k++) {
+    oa_shortlist sl;
+    CHECK_OK(oa_engine_retrieve_end(e, scans[k], &sl, &err));
+    CHECK(sl.n == want_n[k] && sl.n == rq[k].n);
+    for (int i = 0; i < sl.n; i++)
+      CHECK(!strcmp(sl.ids[i], want[k][i]));
+  }
+  oa_engine_free(e);
+}
+
 int main(void) {
   RUN(test_store_follows_catalog);
   RUN(test_decide_is_exact_top_n);
@@ -637,6 +683,7 @@ int main(void) {
   RUN(test_snapshot_round_trip);
   RUN(test_approximate_and_background_jobs);
   RUN(test_scans_off_thread_with_concurrent_changes);
+  RUN(test_batched_scans);
   oa_pool_shared_shutdown();
   return CHECK_DONE();
 }

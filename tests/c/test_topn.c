@@ -455,12 +455,69 @@ static void concurrent_callers_share_the_pool(void) {
   oa_pool_shared_shutdown();
 }
 
+/* Many queries in one pass give each query exactly its single scan, for
+ * every format, thread count, n and filter; a bad query fails alone. */
+static void many_queries_match_single_scans(void) {
+  oa_rng rng;
+  oa_rng_seed(&rng, 33);
+  enum { NQ = 6 };
+  float qs[NQ][64];
+  const float *qp[NQ];
+  int32_t n[NQ] = {100, 1, 37, 100, 250, 10};
+  oa_topn_result res[NQ], one;
+  oa_topn_result_init(&one);
+  for (int i = 0; i < NQ; i++)
+    oa_topn_result_init(&res[i]);
+  for (int f = 0; f < 3; f++) {
+    oa_vecstore *vs = make_store(64, (oa_vec_format)f);
+    fill(vs, &rng, 50000, 0);
+    for (int i = 0; i < 50000; i += 11) {
+      char id[32];
+      snprintf(id, sizeof id, "a%d", i);
+      oa_vecstore_remove(vs, id, strlen(id));
+    }
+    const char *music = "music";
+    oa_filter_pred p = {.field = "topic", .op = OA_PRED_EQ, .value = music};
+    oa_filter_spec spec = {.preds = &p, .n_preds = 1};
+    oa_filter *flt = oa_filter_compile(vs, &spec, NULL);
+    CHECK(flt != NULL);
+    const oa_filter *filters[NQ] = {NULL, NULL, flt, NULL, flt, NULL};
+    for (int i = 0; i < NQ; i++) {
+      random_query(&rng, qs[i], 64, 0);
+      qp[i] = qs[i];
+    }
+    qs[5][3] = NAN; /* fails alone */
+    for (int threads = 1; threads <= 3; threads++) {
+      int rcs[NQ];
+      oa_error errs[NQ];
+      CHECK_OK(oa_topn_exact_many(vs, NQ, qp, n, filters, threads, res, rcs, errs));
+      for (int i = 0; i < NQ; i++) {
+        if (i == 5) {
+          CHECK(rcs[i] == OA_ENUMERIC && strstr(errs[i].message, "not finite"));
+          continue;
+        }
+        CHECK(rcs[i] == 0);
+        CHECK_OK(oa_topn_exact(vs, qp[i], n[i], filters[i], 1, &one, NULL));
+        CHECK(res[i].count == one.count && one.count == n[i]);
+        CHECK(!memcmp(res[i].rows, one.rows, (size_t)one.count * sizeof *one.rows));
+        CHECK(!memcmp(res[i].scores, one.scores, (size_t)one.count * sizeof *one.scores));
+      }
+    }
+    oa_filter_free(flt);
+    oa_vecstore_free(vs);
+  }
+  for (int i = 0; i < NQ; i++)
+    oa_topn_result_free(&res[i]);
+  oa_topn_result_free(&one);
+}
+
 int main(void) {
   RUN(exact_equals_brute_force);
   RUN(ties_break_by_row);
   RUN(filters_and_holes);
   RUN(bad_arguments_are_rejected);
   RUN(threads_give_identical_results);
+  RUN(many_queries_match_single_scans);
   RUN(concurrent_callers_share_the_pool);
   return CHECK_DONE();
 }
