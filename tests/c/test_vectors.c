@@ -283,9 +283,12 @@ static void file_round_trip_mapped_and_read(void) {
     }
     const char *path = tmp_path("rt.oav");
     oa_error err = {0};
-    CHECK_OK(oa_vecstore_save_file(vs, path, &err));
-    oa_vecfile_info info;
+    oa_vecfile_info wrote, info;
+    CHECK_OK(oa_vecstore_save_file_ex(vs, path, &wrote, &err));
     CHECK_OK(oa_vecstore_file_info(path, &info, &err));
+    /* What the writer says it wrote is what the file says it holds. */
+    CHECK(wrote.file_bytes == info.file_bytes && wrote.checksum == info.checksum);
+    CHECK(wrote.matrix_hash == oa_vecstore_matrix_hash(vs) && wrote.rows == info.rows);
     CHECK(info.rows == 3000 && info.live == 2400 && info.config.dim == 19);
     CHECK(info.config.format == (oa_vec_format)f && info.config.n_meta == 3);
     CHECK(!strcmp(info.config.meta[2].name, "language") &&
@@ -300,6 +303,8 @@ static void file_round_trip_mapped_and_read(void) {
       CHECK(oa_vecstore_is_mapped(b) == !mode);
       CHECK(stores_equal(vs, b));
       CHECK(oa_vecstore_generation(b) == oa_vecstore_generation(vs));
+      CHECK(oa_vecstore_file_checksum(b) == wrote.checksum);
+      CHECK(oa_vecstore_matrix_hash(b) == wrote.matrix_hash);
       /* Writing to a mapped store is private, and growth copies it out. */
       random_vec(&rng, v, 19);
       CHECK(oa_vecstore_upsert(b, "video-1", 7, v, NULL, NULL) == 1);
