@@ -1019,6 +1019,8 @@ static int offload(call *c, rank_state *st, oa_retrieval_scan *scan) {
   o->scan = scan;
   o->st = *st;
   o->st.ctx_values = NULL; /* in the arena: made again at the end */
+  o->st.rreq.query = NULL; /* likewise (the scan holds its own copies) */
+  o->st.rreq.filter = NULL;
   memcpy(o->policy, name, strlen(name) + 1);
   o->doc = c->doc;
   o->extra = c->extra;

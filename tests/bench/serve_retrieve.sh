@@ -2,7 +2,8 @@
 # End-to-end benchmark of two-stage ranking: `onearm serve` on the reels
 # catalog at scale (1,000,000 videos with 32-number embeddings by default),
 # then wrk posting /v1/rank with retrieve (n = 200), exact and approximate.
-# Prints p50/p99 latency and requests per second for each mode.
+# Prints p50/p99 latency and requests per second for each mode, then the
+# same for GET /healthz: the machine's noise floor in the same run.
 #
 #   tests/bench/serve_retrieve.sh [BUILD_DIR=build] [ITEMS=1000000] [SECONDS=20] [CONNS=4]
 #
@@ -48,5 +49,11 @@ for mode in exact approximate; do
   wrk -t1 -c"$conns" -d"${secs}s" --latency -s "$here/tests/bench/retrieve_rank.lua" "$url" -- "$mode" |
     grep -E "statuses|p50_ms|Requests/sec"
 done
+# The machine's own noise in the same run: the cheapest route, same
+# connections and duration (a rank's p99 can be no better than this).
+echo "== baseline: GET /healthz ($conns connections, ${secs}s)"
+wrk -t1 -c"$conns" -d"${secs}s" --latency "$url/healthz" |
+  awk '/^ +50%/ {p50=$2} /^ +99%/ {p99=$2} /Requests\/sec/ {rps=$2}
+       END {printf "p50 %s p99 %s rps %s\n", p50, p99, rps}'
 echo "== server retrieval metrics"
-curl -s "$url/metrics" | grep -E '^onearm_retrieval_(recall|index|items|seconds_(sum|count))'
+curl -s "$url/metrics" | grep -E '^onearm_retrieval_(recall|index|items|offloaded|seconds_(sum|count))'
