@@ -790,7 +790,7 @@ void oa_retrieval_scan_run_many(oa_retrieval_scan **scans, int32_t count) {
 
 /* The last reader is gone: apply what the catalog did meanwhile, from the
  * catalog itself (or rebuild from a replaced catalog). */
-static void thaw(oa_engine *e, oa__retrieval *r) {
+void oa__retrieval_apply_held(oa_engine *e, oa__retrieval *r) {
   if (r->readers) return;
   if (r->resync) {
     r->resync = 0;
@@ -898,7 +898,7 @@ int oa_engine_retrieve_end(oa_engine *e, oa_retrieval_scan *s, oa_shortlist *out
   scan_release(r, s);
   /* The state may have been replaced while the scan ran (a reconfigured
    * store waits for readers, so r is still the engine's). */
-  thaw(e, r);
+  oa__retrieval_apply_held(e, r);
   return rc;
 }
 
@@ -994,7 +994,7 @@ void oa_engine_retrieval_job_end(oa_engine *e, oa_retrieval_job *j) {
   }
   free(j->queries);
   free(j);
-  thaw(e, r);
+  oa__retrieval_apply_held(e, r);
 }
 
 /* ---- statistics ---- */

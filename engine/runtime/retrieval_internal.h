@@ -93,6 +93,10 @@ void oa__retrieval_snap_end(oa_engine *e, oa__retrieval_snap *s);
 /* Loop thread: one reader less; the last one applies the catalog changes
  * held back while the store was frozen (or rebuilds after a replace). */
 void oa__retrieval_thaw(oa_engine *e, oa__retrieval *r);
+/* Once no reader is left (a no-op before): applies the catalog changes
+ * held back while the store was frozen, or rebuilds the store from a
+ * catalog replaced meanwhile (retrieval.c). */
+void oa__retrieval_apply_held(oa_engine *e, oa__retrieval *r);
 /* Replaces e's catalog with cat (taking it). With a valid section (len >
  * 0) whose sidecar in dir loads and matches, the store and index are
  * adopted: 1. Otherwise the store is rebuilt from cat: 0, with the reason

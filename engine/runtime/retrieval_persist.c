@@ -134,31 +134,8 @@ int oa__retrieval_snap_write(oa__retrieval_snap *s, const char *dir, const char 
 }
 
 void oa__retrieval_thaw(oa_engine *e, oa__retrieval *r) {
-  if (--r->readers) return;
-  if (r->resync) {
-    r->resync = 0;
-    oa__retrieval_catalog_replaced(e);
-    return;
-  }
-  /* Replay what the catalog did meanwhile through its hook (which applies
-   * at once now that nothing reads the store). */
-  oa_catalog *cat = oa_engine_catalog(e);
-  void *ud;
-  oa_catalog_hook hook = oa_catalog_get_hook(cat, &ud);
-  size_t pos = 0, len;
-  const char *id;
-  int64_t v;
-  while (hook && oa_strmap_next(&r->dirty, &pos, &id, &len, &v)) {
-    int64_t slot = oa_catalog_find(cat, id, len);
-    int32_t nf = -1;
-    const oa_field *f = slot >= 0 ? oa_catalog_fields(cat, slot, &nf) : NULL;
-    oa_error err;
-    if (hook(ud, id, len, f, slot >= 0 ? nf : -1, &err))
-      fprintf(stderr, "onearm: retrieval: action '%.*s' left out: %s\n", (int)len, id,
-              err.message);
-  }
-  oa_strmap_free(&r->dirty);
-  oa_strmap_init(&r->dirty);
+  r->readers--;
+  oa__retrieval_apply_held(e, r);
 }
 
 void oa__retrieval_snap_end(oa_engine *e, oa__retrieval_snap *s) {

@@ -63,7 +63,7 @@ struct oa_service {
   int started, stopping, open_handles, http_done;
   /* a snapshot being written on the thread pool */
   uv_work_t work;
-  oa_buf payload;
+  oa_snapshot_job *snap;
   oa_error work_err;
   int writing;
   void (*done)(oa_service *s, void *ud);
@@ -298,14 +298,15 @@ static void on_flush(uv_timer_t *t) {
 
 static void write_snapshot_work(uv_work_t *w) {
   oa_service *s = w->data;
-  oa_snapshot_write_file(s->data_dir, &s->payload, &s->work_err);
+  oa_snapshot_job_write(s->snap, s->data_dir, &s->work_err);
 }
 
 static void write_snapshot_done(uv_work_t *w, int status) {
   oa_service *s = w->data;
   if (status == 0 && s->work_err.code)
     fprintf(stderr, "onearm: snapshot: %s\n", s->work_err.message);
-  oa_buf_free(&s->payload);
+  oa_snapshot_end(s->engine, s->snap);
+  s->snap = NULL;
   s->writing = 0;
   if (s->stopping) maybe_finish_stop(s);
 }
@@ -314,7 +315,7 @@ static void on_snapshot(uv_timer_t *t) {
   oa_service *s = t->data;
   if (s->writing) return; /* the previous one is still being written */
   oa_error err;
-  if (oa_snapshot_build(s->engine, oa_server_app_version(s->app), &s->payload, &err)) {
+  if (!(s->snap = oa_snapshot_begin(s->engine, oa_server_app_version(s->app), &err))) {
     fprintf(stderr, "onearm: snapshot: %s\n", err.message);
     return;
   }
@@ -323,7 +324,8 @@ static void on_snapshot(uv_timer_t *t) {
   s->writing = 1;
   if (uv_queue_work(s->loop, &s->work, write_snapshot_work, write_snapshot_done)) {
     s->writing = 0;
-    oa_buf_free(&s->payload);
+    oa_snapshot_end(s->engine, s->snap);
+    s->snap = NULL;
   }
 }
 
