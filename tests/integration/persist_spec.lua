@@ -229,4 +229,22 @@ return oa.app {
     stop()
     assert.are.equal(1, #sidecar())
   end)
+
+  it("carries the store in periodic snapshots: a crash restores it from the last one", function()
+    assert(server:start("--snapshot-every 1 --no-watch"))
+    -- a change after the last snapshot at stop, kept by the next periodic one
+    local status = server:request("DELETE", "/v1/actions/v7")
+    assert.are.equal(204, status)
+    local expected = shortlist()
+    H.sleep(2.5)
+    server:signal("KILL") -- no final snapshot
+    server:wait(5)
+    server.pid = nil
+    local log = restart()
+    assert.is_falsy(log:match("rebuilt"), log)
+    assert.are.equal(expected, shortlist())
+    assert.are.equal(59, server:metric("onearm_retrieval_items"))
+    assert.are.equal(0, server:metric("onearm_retrieval_index_builds")) -- adopted
+    stop()
+  end)
 end)
