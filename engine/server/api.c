@@ -94,6 +94,7 @@ struct oa_api {
   /* exact scans off the loop thread: the batch on the thread pool and the
    * queue of those waiting for it to end */
   struct offloaded_rank *batch, *queue, *queue_tail;
+  int starting; /* a batch is being begun or ended: arrivals only queue */
   uv_work_t scan_work;
   oa_http_server *http;
   oa_json_parser *parser;
@@ -908,56 +909,95 @@ static int retrieve_end(call *c, oa_retrieval_scan *scan, json_object **cands,
 /* A rank whose exact scan runs on the thread pool. Scans go one batch at
  * a time: a scan is bound by memory bandwidth and already uses every core
  * (the retrieval worker pool), so two at once would only slow each other
- * down; the scans that arrive while a batch runs form the next batch, and
- * a batch reads the matrix once for all its queries. */
+ * down; the requests that arrive while a batch runs form the next batch,
+ * and a batch reads the matrix once for all its queries.
+ *
+ * A queued request's scan begins (freezing the store) only when its batch
+ * starts, and every scan of a batch ends before the next batch begins, so
+ * the catalog changes held back during a batch reach the store between
+ * batches even under a steady stream of exact requests. The request was
+ * validated when it arrived (a scan begun and abandoned at once); its
+ * retrieval is made again from its document at the batch's start, on the
+ * catalog as it is then. */
 typedef struct offloaded_rank {
   struct offloaded_rank *next; /* in the queue, then in the batch */
   oa_api *api;
   oa_http_deferred *http;
-  oa_retrieval_scan *scan;
+  oa_retrieval_scan *scan; /* from the batch's start */
   rank_state st;
   char policy[OA_MAX_NAME];
   json_object *doc, *extra; /* the request's documents, released at the end */
   uint64_t t0;
 } offloaded_rank;
 
-/* Back on the loop thread: end the scan and finish the request. Other
- * requests ran meanwhile, so what lived in the arena (the context values)
- * is made again, and the policy is looked up again by name (a reload may
- * have replaced it). */
-static void offloaded_finish(offloaded_rank *o) {
+/* A call on an offloaded request, on the loop thread outside any handler
+ * (so the arena is free; what it held for the request is made again). */
+static call offloaded_call(offloaded_rank *o) {
   oa_api *api = o->api;
   call c = {.api = api,
             .req = oa_http_deferred_request(o->http),
             .res = oa_http_deferred_response(o->http),
             .doc = o->doc,
-            .extra = o->extra};
+            .extra = o->extra,
+            .t0 = o->t0};
   c.err.code = 0;
   c.err.message[0] = 0;
   oa_json_arena_reset(&api->arena);
-  hooks_enter(api);
-  json_object *cands = NULL;
-  int32_t fresh = 0;
+  o->st.rreq.query = NULL; /* pointed into the arena */
+  o->st.rreq.filter = NULL;
+  return c;
+}
+
+/* The policy (looked up again by name: a reload may have replaced it) and
+ * the context values. 0, or -1 with the reply set. */
+static int offloaded_context(offloaded_rank *o, call *c) {
   rank_state *st = &o->st;
-  if (!retrieve_end(&c, o->scan, &cands, &fresh)) {
-    st->p = oa_engine_policy(api->engine, o->policy);
-    if (!st->p)
-      reply_error(&c, 503, "Unavailable",
-                  "policy '%s' went away while retrieving (an app reload); retry",
-                  o->policy);
-    else if (!side_values(&c, oa_policy_features(st->p), OA_SIDE_CONTEXT, st->ctx,
-                          st->ctx_list, &st->ctx_values, "context"))
-      rank_decide(&c, st, cands, fresh);
-    else
-      reply_oa(&c, &c.err);
+  st->p = oa_engine_policy(o->api->engine, o->policy);
+  if (!st->p) {
+    reply_error(c, 503, "Unavailable",
+                "policy '%s' went away while waiting (an app reload); retry", o->policy);
+    return -1;
   }
-  hooks_leave(api);
-  record(api, st->personalizer ? R_P_RANK : R_RANK, c.res->status,
+  if (side_values(c, oa_policy_features(st->p), OA_SIDE_CONTEXT, st->ctx, st->ctx_list,
+                  &st->ctx_values, "context")) {
+    reply_oa(c, &c->err);
+    return -1;
+  }
+  return 0;
+}
+
+/* Answers the request (its reply is set) and frees it. */
+static void offloaded_answer(offloaded_rank *o, call *c) {
+  record(o->api, o->st.personalizer ? R_P_RANK : R_RANK, c->res->status,
          (double)(uv_hrtime() - o->t0) * 1e-9);
   json_object_put(o->doc);
   if (o->extra) json_object_put(o->extra);
   oa_http_deferred_finish(o->http);
   free(o);
+}
+
+/* At the batch's start: the scan begins. 1, or 0 when the request was
+ * answered instead (the retrieval no longer fits the app or the catalog). */
+static int offloaded_begin(offloaded_rank *o) {
+  call c = offloaded_call(o);
+  hooks_enter(o->api);
+  int ok = !offloaded_context(o, &c) &&
+           (o->scan = retrieve_begin(&c, &o->st, member(c.doc, "retrieve"))) != NULL;
+  hooks_leave(o->api);
+  if (!ok) offloaded_answer(o, &c);
+  return ok;
+}
+
+/* At the batch's end: the shortlist, the decision and the answer. */
+static void offloaded_finish(offloaded_rank *o) {
+  call c = offloaded_call(o);
+  hooks_enter(o->api);
+  json_object *cands = NULL;
+  int32_t fresh = 0;
+  if (!retrieve_end(&c, o->scan, &cands, &fresh) && !offloaded_context(o, &c))
+    rank_decide(&c, &o->st, cands, fresh);
+  hooks_leave(o->api);
+  offloaded_answer(o, &c);
 }
 
 /* The batch's scans in one pass over the matrix (retrieval.h). */
@@ -985,21 +1025,37 @@ static void batch_done(uv_work_t *w, int status) {
   (void)status; /* never cancelled */
   oa_api *api = w->data;
   offloaded_rank *o = api->batch;
-  api->batch = NULL;
+  /* Answering may hand pipelined requests to the handler, which queue:
+   * the next batch starts only once every scan of this one has ended. */
+  api->starting = 1;
   while (o) {
     offloaded_rank *next = o->next;
     offloaded_finish(o);
     o = next;
   }
+  api->batch = NULL;
+  api->starting = 0;
   start_batch(api);
 }
 
-/* Sends every queued scan to the thread pool as one batch, unless a batch
- * is running (its end starts the next). */
+/* Begins the queued requests' scans and sends them to the thread pool as
+ * one batch, unless a batch is running (its end starts the next). */
 static void start_batch(oa_api *api) {
-  if (api->batch || !api->queue) return;
-  api->batch = api->queue;
-  api->queue = api->queue_tail = NULL;
+  if (api->batch || api->starting) return;
+  api->starting = 1;
+  offloaded_rank **tail = &api->batch;
+  while (api->queue) { /* answering a failed one may queue more */
+    offloaded_rank *o = api->queue;
+    api->queue = o->next;
+    if (!api->queue) api->queue_tail = NULL;
+    o->next = NULL;
+    if (offloaded_begin(o)) {
+      *tail = o;
+      tail = &o->next;
+    }
+  }
+  api->starting = 0;
+  if (!api->batch) return;
   api->scan_work.data = api;
   if (uv_queue_work(api->loop, &api->scan_work, batch_scan, batch_done)) {
     batch_scan(&api->scan_work); /* no thread pool: here, late but answered */
@@ -1007,20 +1063,17 @@ static void start_batch(oa_api *api) {
   }
 }
 
-/* Queues the scan for the thread pool and defers the response. 0, or -1
- * when it cannot (the scan then runs here). */
-static int offload(call *c, rank_state *st, oa_retrieval_scan *scan) {
+/* Queues the request for the next batch and defers the response. 0, or -1
+ * when it cannot (the caller then scans here). */
+static int offload(call *c, rank_state *st) {
   oa_api *api = c->api;
   const char *name = oa_policy_name(st->p);
   if (!api->loop || strlen(name) >= OA_MAX_NAME) return -1;
   offloaded_rank *o = calloc(1, sizeof *o);
   if (!o) return -1;
   o->api = api;
-  o->scan = scan;
   o->st = *st;
-  o->st.ctx_values = NULL; /* in the arena: made again at the end */
-  o->st.rreq.query = NULL; /* likewise (the scan holds its own copies) */
-  o->st.rreq.filter = NULL;
+  o->st.ctx_values = NULL; /* in the arena: made again */
   memcpy(o->policy, name, strlen(name) + 1);
   o->doc = c->doc;
   o->extra = c->extra;
@@ -1045,7 +1098,12 @@ static void rank_body(call *c, int personalizer) {
   if (retr) {
     oa_retrieval_scan *scan = retrieve_begin(c, &st, retr);
     if (!scan) return;
-    if (oa_retrieval_scan_heavy(scan) && !offload(c, &st, scan)) return;
+    if (oa_retrieval_scan_heavy(scan) && c->api->loop) {
+      /* Validated: the scan itself waits for its batch. */
+      oa_engine_retrieve_end(c->api->engine, scan, NULL, NULL);
+      if (!offload(c, &st)) return;
+      if (!(scan = retrieve_begin(c, &st, retr))) return;
+    }
     oa_retrieval_scan_run(scan);
     if (retrieve_end(c, scan, &cands, &fresh)) return;
   }

@@ -124,4 +124,36 @@ return oa.app {
     assert.are.same(set_of(want), got)
     assert.are.equal(ITEMS - 30 + 1, server:metric("onearm_retrieval_items"))
   end)
+
+  it("applies catalog changes between batches under a steady stream of scans", function()
+    H.write(dir .. "/rank.json", rank_body(vec(31337), 20))
+    -- one curl keeping 16 ranks in flight, back to back (stopped below)
+    local cfg = { "parallel", "parallel-max = 16", "silent",
+                  'header = "Content-Type: application/json"',
+                  'data-binary = "@' .. dir .. '/rank.json"' }
+    for _ = 1, 30000 do
+      cfg[#cfg + 1] = 'url = "' .. server.url .. '/v1/rank"'
+      cfg[#cfg + 1] = 'output = "/dev/null"'
+    end
+    H.write(dir .. "/stream.cfg", table.concat(cfg, "\n") .. "\n")
+    os.execute("curl --config " .. H.quote(dir .. "/stream.cfg") .. " >/dev/null 2>&1 &")
+    H.sleep(0.3)
+    local before = server:metric("onearm_retrieval_items")
+    local fresh = {}
+    for j = 1, DIM do fresh[j] = 0.01 * j end
+    local status = server:request("PUT", "/v1/actions/during", { features = { emb = fresh } })
+    assert.is_true(status == 200 or status == 201, tostring(status))
+    -- the store has it well before the stream ends
+    local seen
+    for _ = 1, 20 do
+      seen = server:metric("onearm_retrieval_items")
+      if seen == before + 1 then break end
+      H.sleep(0.05)
+    end
+    assert.are.equal(before + 1, seen)
+    local offloaded = server:metric("onearm_retrieval_offloaded")
+    H.sleep(0.3)
+    assert.is_true(server:metric("onearm_retrieval_offloaded") > offloaded) -- still streaming
+    os.execute("pkill -f " .. H.quote(dir .. "/stream.cfg"))
+  end)
 end)
