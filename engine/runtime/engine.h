@@ -215,6 +215,9 @@ int oa_engine_close_event(oa_engine *e, const char *event_id, oa_error *err);
 int oa_engine_learn(oa_engine *e, const char *event_id, double reward, oa_error *err);
 /* Closes every event whose reward wait has passed; returns how many. */
 int32_t oa_engine_expire(oa_engine *e);
+/* The same, closing at most max of them (the oldest first): a server
+ * spreads the work over short slices between requests. */
+int32_t oa_engine_expire_some(oa_engine *e, int32_t max);
 
 /* ---- policy ---- */
 

@@ -536,12 +536,16 @@ int oa_engine_learn(oa_engine *e, const char *event_id, double reward, oa_error 
 }
 
 int32_t oa_engine_expire(oa_engine *e) {
+  return oa_engine_expire_some(e, INT32_MAX);
+}
+
+int32_t oa_engine_expire_some(oa_engine *e, int32_t max) {
   oa__events *t = events(e);
   double now = t->clock(t->clock_ud);
   int32_t closed = 0;
   /* Deadlines grow in arrival order while reward_wait is constant, so the
    * scan stops at the first event not yet due. */
-  while (t->span > 0 && t->ring[t->head].deadline <= now) {
+  while (closed < max && t->span > 0 && t->ring[t->head].deadline <= now) {
     close_at(t, t->head, 0, NULL, NULL);
     closed++;
   }

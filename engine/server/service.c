@@ -4,7 +4,8 @@
  * It owns the engine (C state that outlives any Lua state), the app (Lua
  * logic, reloadable), the HTTP API, the decision log and the snapshot
  * schedule. Its handles on the host's loop:
- *   expire    closes events whose reward wait has passed (4 times a second)
+ *   expire    closes events whose reward wait has passed, in slices of at
+ *             most a millisecond (every 50 ms, sooner while some are due)
  *   snapshot  builds a snapshot between requests and writes it on the
  *             libuv thread pool (fsync never blocks the loop)
  *   flush     flushes the decision log once a second
@@ -283,10 +284,25 @@ static void on_retr_timer(uv_timer_t *t) {
   }
 }
 
+/* Closing an event learns from it and writes its decision-log line (tens
+ * of microseconds with a large shortlist), and events come due at the
+ * rate decisions were made. Closing them all in one go would stall the
+ * loop for milliseconds every tick, so each tick closes what is due for at
+ * most EXPIRE_SLICE_NS; when some remain due the next tick comes at once
+ * (1 ms), with requests served in between. */
+#define EXPIRE_EVERY_MS 50
+#define EXPIRE_SLICE_NS (1000 * 1000)
+#define EXPIRE_CHUNK    16
+
 static void on_expire(uv_timer_t *t) {
   oa_service *s = t->data;
   oa_server_app_budget_reset(s->app);
-  oa_engine_expire(s->engine);
+  uint64_t start = uv_hrtime();
+  int32_t n;
+  do
+    n = oa_engine_expire_some(s->engine, EXPIRE_CHUNK);
+  while (n == EXPIRE_CHUNK && uv_hrtime() - start < EXPIRE_SLICE_NS);
+  uv_timer_start(t, on_expire, n == EXPIRE_CHUNK ? 1 : EXPIRE_EVERY_MS, 0);
 }
 
 static void on_flush(uv_timer_t *t) {
@@ -470,7 +486,7 @@ int oa_service_start(oa_service *s, struct uv_loop_s *loop, oa_error *err) {
   uv_async_init(loop, &s->reload_async, on_reload_async);
   s->reload_async.data = s;
   s->open_handles++;
-  uv_timer_start(&s->expire, on_expire, 250, 250);
+  uv_timer_start(&s->expire, on_expire, EXPIRE_EVERY_MS, 0);
   uv_timer_start(&s->flush, on_flush, 1000, 1000);
   init_timer(s, &s->retr_timer);
   uv_timer_start(&s->retr_timer, on_retr_timer, 500, 2000);

@@ -254,7 +254,10 @@ static void rewards_combine_wait_and_default(void) {
   CHECK_OK(oa_engine_activate(e, "d", &err));
   uint64_t before = oa_policy_get_stats(p).rewards;
   fake_now = 300;
-  CHECK(oa_engine_expire(e) == 2);
+  CHECK(oa_engine_expire_some(e, 1) == 1); /* the oldest, c */
+  CHECK(log.n == 3 && !strcmp(log.last_id, "c"));
+  CHECK(oa_engine_expire_some(e, 5) == 1);
+  CHECK(oa_engine_expire_some(e, 5) == 0);
   CHECK(oa_policy_get_stats(p).rewards == before + 1);
   CHECK(oa_engine_event_stats(e).unactivated == 1);
   CHECK(oa_engine_activate(e, "zzz", &err) == OA_ENOTFOUND);
