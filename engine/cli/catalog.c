@@ -13,6 +13,7 @@
 #include "catalog/vectors.h"
 #include "cli/cli.h"
 #include "core/error.h"
+#include "core/progress.h"
 
 static void catalog_usage(FILE *out) {
   fprintf(out,
@@ -29,32 +30,9 @@ static void catalog_usage(FILE *out) {
           "info: prints the header of a vector file.\n");
 }
 
-static double now_seconds(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-typedef struct progress_state {
-  double start, last;
-} progress_state;
-
+/* The vector store reports rows and bytes; the bar takes a fraction. */
 static void draw_progress(void *ud, int64_t rows, int64_t done, int64_t total) {
-  progress_state *ps = ud;
-  double t = now_seconds();
-  if (t - ps->last < 0.1 && done < total) return;
-  ps->last = t;
-  double frac = total > 0 ? (double)done / (double)total : 1;
-  if (frac > 1) frac = 1;
-  char bar[41];
-  int fill = (int)(frac * 40);
-  for (int i = 0; i < 40; i++)
-    bar[i] = i < fill ? '#' : '.';
-  bar[40] = 0;
-  double el = t - ps->start;
-  fprintf(stderr, "\r[%s] %5.1f%%  %lld rows  %.0f rows/s ", bar, frac * 100,
-          (long long)rows, el > 0 ? (double)rows / el : 0.0);
-  fflush(stderr);
+  oa_progress_draw(ud, total > 0 ? (double)done / (double)total : 1, rows);
 }
 
 /* "name:cat,age:num" into cfg->meta. */
@@ -145,17 +123,16 @@ static int catalog_load(int argc, char **argv) {
     fprintf(stderr, "onearm catalog load: %s\n", err.message);
     return 2;
   }
-  progress_state ps = {now_seconds(), 0};
-  int tty = isatty(STDERR_FILENO);
-  int rc = oa_vecstore_load_csv(vs, in, tty ? draw_progress : NULL, &ps, &err);
-  if (tty) fputc('\n', stderr);
-  double load_s = now_seconds() - ps.start;
+  oa_progress bar;
+  oa_progress_begin(&bar);
+  int rc = oa_vecstore_load_csv(vs, in, draw_progress, &bar, &err);
+  double load_s = oa_progress_end(&bar);
   if (rc) {
     fprintf(stderr, "onearm catalog load: %s (nothing written)\n", err.message);
     oa_vecstore_free(vs);
     return 1;
   }
-  double t0 = now_seconds();
+  oa_progress_begin(&bar); /* times the write */
   if (oa_vecstore_save_file(vs, out, &err)) {
     fprintf(stderr, "onearm catalog load: %s\n", err.message);
     oa_vecstore_free(vs);
@@ -164,7 +141,7 @@ static int catalog_load(int argc, char **argv) {
   printf("%s: %lld actions, dim %d, %s, %.1f MB in memory; loaded in %.2f s, written in "
          "%.2f s\n",
          out, (long long)oa_vecstore_count(vs), cfg.dim, oa_vec_format_name(cfg.format),
-         oa_vecstore_size_bytes(vs) / 1e6, load_s, now_seconds() - t0);
+         oa_vecstore_size_bytes(vs) / 1e6, load_s, oa_progress_end(&bar));
   oa_vecstore_free(vs);
   return 0;
 }
