@@ -311,6 +311,27 @@ int oa_catalog_remove(oa_catalog *cat, const char *id, size_t idlen) {
   return 0;
 }
 
+void oa_catalog_prefetch(const oa_catalog *cat, const char *const *ids,
+                         const size_t *lens, int32_t n) {
+  const oa_strmap *m = &cat->ids;
+  if (!m->cap) return;
+  size_t mask = m->cap - 1;
+  /* First every home slot, then, with the slots in cache, each key and
+   * record (a slot holds its key's hash and value: no compare needed). */
+  for (int32_t i = 0; i < n; i++) {
+    size_t len = lens ? lens[i] : strlen(ids[i]);
+    __builtin_prefetch(&m->slots[oa_hash_bytes(ids[i], len, 0) & mask]);
+  }
+  for (int32_t i = 0; i < n; i++) {
+    size_t len = lens ? lens[i] : strlen(ids[i]);
+    uint64_t h = oa_hash_bytes(ids[i], len, 0);
+    const oa_strmap_entry *e = &m->slots[h & mask];
+    if (!e->key || e->hash != h) continue; /* collided: the lookup will probe */
+    __builtin_prefetch(e->key);
+    if (e->value >= 0 && e->value < cat->used) __builtin_prefetch(&cat->e[e->value]);
+  }
+}
+
 int64_t oa_catalog_find(const oa_catalog *cat, const char *id, size_t idlen) {
   int64_t slot;
   if (!id || !oa_strmap_get(&cat->ids, id, idlen, &slot)) return -1;

@@ -61,6 +61,12 @@ int oa_catalog_remove(oa_catalog *cat, const char *id, size_t idlen);
 
 /* The slot of an action, or -1. */
 int64_t oa_catalog_find(const oa_catalog *cat, const char *id, size_t idlen);
+/* A hint before looking up n ids (lens NULL: NUL-terminated): starts
+ * loading their hash slots, keys and records, so that the lookups that
+ * follow overlap their cache misses instead of taking them one by one
+ * (a shortlist of hundreds of ids scattered over a large catalog). */
+void oa_catalog_prefetch(const oa_catalog *cat, const char *const *ids,
+                         const size_t *lens, int32_t n);
 
 /* Accessors for a live slot. Returned pointers are borrowed and stay valid
  * until that slot is upserted again or removed, or the catalog is freed.

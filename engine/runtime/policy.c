@@ -276,8 +276,8 @@ static int decide_retrieved(oa_policy *p, const oa_decide_request *req, oa_decis
   if (rc) return rc;
   const oa_value *ctx = req->context ? req->context : p->empty_values;
   oa_shortlist sl;
-  rc = oa_engine_retrieve(p->engine, p, req->retrieve, ctx, decision_seed(p, event_id), &sl,
-                          err);
+  rc = oa_engine_retrieve(p->engine, p, req->retrieve, ctx, decision_seed(p, event_id),
+                          &sl, err);
   if (rc) return rc;
   oa_decide_request inner = *req;
   inner.retrieve = NULL;
@@ -314,6 +314,8 @@ int oa_policy_decide(oa_policy *p, const oa_decide_request *req, oa_decision *ou
   int per_arm = p->model->ops->per_arm;
   int32_t d = p->model->dim ? p->model->dim : oa_features_dim(p->fs);
   if (per_arm) oa_features_join(p->fs, p->ctx, NULL, p->rows);
+  if (!req->actions)
+    oa_catalog_prefetch(oa_engine_catalog(p->engine), req->ids, req->id_lens, n);
   for (int32_t i = 0; i < n; i++) {
     rc = candidate_row(p, req, i, per_arm, p->rows + (size_t)i * d, err);
     if (rc) return rc;
