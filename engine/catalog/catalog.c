@@ -36,6 +36,17 @@ struct oa_catalog {
   size_t bytes;      /* sum of the blocks */
   oa_catalog_hook hook;
   void *hook_ud;
+  /* open views (oa_catalog_view_begin): blocks replaced or removed while
+   * any is open wait here, since a view may still be reading them */
+  int views;
+  char **retired;
+  size_t n_retired, cap_retired;
+};
+
+struct oa_catalog_view {
+  oa_catalog *cat;
+  cat_entry *e; /* a copy of the entry table */
+  int64_t used, count;
 };
 
 /* Process-wide so versions never repeat across catalogs (see catalog.h). */
@@ -56,10 +67,36 @@ oa_catalog *oa_catalog_new(oa_error *err) {
   return cat;
 }
 
+static void free_retired(oa_catalog *cat) {
+  for (size_t i = 0; i < cat->n_retired; i++)
+    free(cat->retired[i]);
+  free(cat->retired);
+  cat->retired = NULL;
+  cat->n_retired = cat->cap_retired = 0;
+}
+
+/* A block leaves the catalog: freed, or kept while a view may read it. */
+static void release_block(oa_catalog *cat, char *block) {
+  if (!cat->views) {
+    free(block);
+    return;
+  }
+  if (cat->n_retired == cat->cap_retired) {
+    size_t cap = cat->cap_retired ? 2 * cat->cap_retired : 64;
+    char **r = realloc(cat->retired, sizeof *r * cap);
+    if (!r)
+      return; /* out of memory: the block leaks rather than be freed under a reader */
+    cat->retired = r;
+    cat->cap_retired = cap;
+  }
+  cat->retired[cat->n_retired++] = block;
+}
+
 void oa_catalog_free(oa_catalog *cat) {
   if (!cat) return;
   for (int64_t s = 0; s < cat->used; s++)
     free(cat->e[s].block);
+  free_retired(cat);
   free(cat->e);
   oa_strmap_free(&cat->ids);
   free(cat);
@@ -260,7 +297,7 @@ int64_t oa_catalog_upsert(oa_catalog *cat, const char *id, size_t idlen,
   if (oa_strmap_get(&cat->ids, id, idlen, &slot)) {
     cat_entry *e = &cat->e[slot];
     cat->bytes -= e->bytes;
-    free(e->block);
+    release_block(cat, e->block);
   } else {
     if (cat->free_head < 0 && cat->used == cat->cap) {
       int64_t cap = cat->cap ? cat->cap * 2 : 64;
@@ -303,7 +340,7 @@ int oa_catalog_remove(oa_catalog *cat, const char *id, size_t idlen) {
   oa_strmap_del(&cat->ids, id, idlen);
   cat_entry *e = &cat->e[slot];
   cat->bytes -= e->bytes;
-  free(e->block);
+  release_block(cat, e->block);
   *e = (cat_entry){.next_free = cat->free_head};
   cat->free_head = slot;
   cat->count--;
@@ -390,12 +427,15 @@ static void put_bytes(oa_buf *b, const char *s, size_t n) {
   oa_buf_put(b, s, n);
 }
 
-int oa_catalog_save(const oa_catalog *cat, oa_buf *out) {
+/* The entries of a table (the catalog's own, or a view's copy). */
+static int save_entries(const cat_entry *entries, int64_t used, int64_t count,
+                        oa_buf *out) {
   oa_buf_put_header(out, CAT_TAG, CAT_VERSION);
   size_t start = out->len;
-  oa_buf_put_u64(out, (uint64_t)cat->count);
-  for (int64_t s = oa_catalog_next(cat, -1); s >= 0; s = oa_catalog_next(cat, s)) {
-    const cat_entry *e = &cat->e[s];
+  oa_buf_put_u64(out, (uint64_t)count);
+  for (int64_t s = 0; s < used; s++) {
+    const cat_entry *e = &entries[s];
+    if (!e->block) continue;
     put_bytes(out, e->id, e->idlen);
     oa_buf_put_u32(out, (uint32_t)e->n);
     for (int32_t i = 0; i < e->n; i++) {
@@ -428,6 +468,37 @@ int oa_catalog_save(const oa_catalog *cat, oa_buf *out) {
   if (!out->failed)
     oa_buf_put_u64(out, oa_hash_bytes(out->data + start, out->len - start, 0));
   return out->failed ? OA_ENOMEM : 0;
+}
+
+int oa_catalog_save(const oa_catalog *cat, oa_buf *out) {
+  return save_entries(cat->e, cat->used, cat->count, out);
+}
+
+oa_catalog_view *oa_catalog_view_begin(oa_catalog *cat) {
+  oa_catalog_view *v = calloc(1, sizeof *v);
+  if (!v) return NULL;
+  if (cat->used && !(v->e = malloc(sizeof *v->e * (size_t)cat->used))) {
+    free(v);
+    return NULL;
+  }
+  if (cat->used) memcpy(v->e, cat->e, sizeof *v->e * (size_t)cat->used);
+  v->cat = cat;
+  v->used = cat->used;
+  v->count = cat->count;
+  cat->views++;
+  return v;
+}
+
+int oa_catalog_view_save(const oa_catalog_view *v, oa_buf *out) {
+  return save_entries(v->e, v->used, v->count, out);
+}
+
+void oa_catalog_view_end(oa_catalog_view *v) {
+  if (!v) return;
+  oa_catalog *cat = v->cat;
+  free(v->e);
+  free(v);
+  if (--cat->views == 0) free_retired(cat);
 }
 
 /* A length-prefixed byte run, borrowed from the reader's data. */

@@ -89,6 +89,19 @@ int64_t oa_catalog_next(const oa_catalog *cat, int64_t slot);
 /* Append every live action (in slot order) to out, tagged and versioned.
  * 0, or OA_ENOMEM when out failed to grow. */
 int oa_catalog_save(const oa_catalog *cat, oa_buf *out);
+
+/* A frozen view of the catalog, to serialise it on another thread while
+ * the loop thread goes on changing the catalog (snapshots): _begin copies
+ * the entry table (64 bytes an action; the records themselves are shared),
+ * and until the view ends, records that an upsert replaces or a removal
+ * drops are kept rather than freed. _begin and _end on the thread that
+ * changes the catalog; _save (the same bytes oa_catalog_save would have
+ * written at _begin) from any thread, while the view is open. The
+ * catalog must outlive its views. NULL from _begin: out of memory. */
+typedef struct oa_catalog_view oa_catalog_view;
+oa_catalog_view *oa_catalog_view_begin(oa_catalog *cat);
+int oa_catalog_view_save(const oa_catalog_view *v, oa_buf *out);
+void oa_catalog_view_end(oa_catalog_view *v);
 /* Read what oa_catalog_save wrote into a new catalog (slots renumbered from
  * 0 in saved order, fresh versions). Every action is validated as by
  * upsert. NULL + err (OA_EFORMAT for truncated or corrupt data) and nothing

@@ -23,22 +23,24 @@
 #define SIDECAR_PREFIX   "state."
 #define SIDECAR_SUFFIX   ".oav"
 
+/* The payload, in order: its head (tag, app version), the retrieval
+ * section's length and bytes, the catalog, and its tail (policies, pending
+ * events). A job builds the head and the tail on the loop thread and keeps
+ * a view of the catalog and a frozen retrieval store, which the writer
+ * serialises on another thread: the loop thread never copies the catalog's
+ * records or the store's vectors. */
 struct oa_snapshot_job {
-  oa_buf payload;
-  size_t section_at; /* offset of the (empty) retrieval section's length */
+  oa_buf head, tail;
+  oa_catalog_view *catalog;
   oa__retrieval_snap *retr;
 };
 
-/* The payload with an empty retrieval section; *section_at says where its
- * length is, so a writer can splice a section in. */
-static int build_payload(oa_engine *e, const char *app_version, oa_buf *out,
-                         size_t *section_at, oa_error *err) {
+static void put_head(const char *app_version, oa_buf *out) {
   oa_buf_put_header(out, "SNAP", SNAPSHOT_VERSION);
   oa_buf_put_str(out, app_version ? app_version : "");
-  *section_at = out->len;
-  oa_buf_put_u64(out, 0);
-  if (oa_catalog_save(oa_engine_catalog(e), out))
-    return oa_error_set(err, OA_ENOMEM, "out of memory while saving the catalog");
+}
+
+static int put_tail(oa_engine *e, oa_buf *out, oa_error *err) {
   int32_t n = oa_engine_policy_count(e);
   oa_buf_put_u32(out, (uint32_t)n);
   for (int32_t i = 0; i < n; i++) {
@@ -81,9 +83,12 @@ static int fsync_dir(const char *dir) {
 }
 
 int oa_snapshot_build(oa_engine *e, const char *app_version, oa_buf *out, oa_error *err) {
-  size_t at;
   oa_buf_init(out);
-  int rc = build_payload(e, app_version, out, &at, err);
+  put_head(app_version, out);
+  oa_buf_put_u64(out, 0); /* no retrieval section */
+  int rc = oa_catalog_save(oa_engine_catalog(e), out)
+               ? oa_error_set(err, OA_ENOMEM, "out of memory while saving the catalog")
+               : put_tail(e, out, err);
   if (rc) oa_buf_free(out);
   return rc;
 }
@@ -208,9 +213,16 @@ oa_snapshot_job *oa_snapshot_begin(oa_engine *e, const char *app_version, oa_err
     oa_error_set(err, OA_ENOMEM, "out of memory");
     return NULL;
   }
-  oa_buf_init(&job->payload);
-  if (build_payload(e, app_version, &job->payload, &job->section_at, err)) {
-    oa_buf_free(&job->payload);
+  oa_buf_init(&job->head);
+  oa_buf_init(&job->tail);
+  put_head(app_version, &job->head);
+  int rc = job->head.failed ? oa_error_set(err, OA_ENOMEM, "out of memory")
+                            : put_tail(e, &job->tail, err);
+  if (!rc && !(job->catalog = oa_catalog_view_begin(oa_engine_catalog(e))))
+    rc = oa_error_set(err, OA_ENOMEM, "out of memory for a view of the catalog");
+  if (rc) {
+    oa_buf_free(&job->head);
+    oa_buf_free(&job->tail);
     free(job);
     return NULL;
   }
@@ -245,14 +257,18 @@ int oa_snapshot_job_write(oa_snapshot_job *job, const char *dir, oa_error *err) 
       name[0] = 0;
     }
   }
-  const oa_buf *p = &job->payload;
+  oa_buf catalog;
+  oa_buf_init(&catalog);
+  if (oa_catalog_view_save(job->catalog, &catalog))
+    rc = oa_error_set(err, OA_ENOMEM, "out of memory while saving the catalog");
   uint64_t n = section.len;
-  size_t at = job->section_at;
-  piece pc[4] = {{p->data, at},
+  piece pc[5] = {{job->head.data, job->head.len},
                  {&n, 8},
                  {section.data, section.len},
-                 {p->data + at + 8, p->len - at - 8}};
-  rc = write_pieces(dir, pc, 4, err);
+                 {catalog.data, catalog.len},
+                 {job->tail.data, job->tail.len}};
+  if (!rc) rc = write_pieces(dir, pc, 5, err);
+  oa_buf_free(&catalog);
   oa_buf_free(&section);
   if (rc && name[0]) {
     char path[4096];
@@ -266,7 +282,9 @@ int oa_snapshot_job_write(oa_snapshot_job *job, const char *dir, oa_error *err) 
 void oa_snapshot_end(oa_engine *e, oa_snapshot_job *job) {
   if (!job) return;
   oa__retrieval_snap_end(e, job->retr);
-  oa_buf_free(&job->payload);
+  oa_catalog_view_end(job->catalog);
+  oa_buf_free(&job->head);
+  oa_buf_free(&job->tail);
   free(job);
 }
 

@@ -6,6 +6,7 @@
 #include "core/buf.h"
 #include "core/features.h"
 
+#include <pthread.h>
 #include <string.h>
 
 static oa_value vnum(double x) {
@@ -394,6 +395,55 @@ static void many_actions(void) {
   oa_catalog_free(cat);
 }
 
+/* A view saves the catalog as it was when the view began, on another
+ * thread, while this one replaces, removes and adds actions. */
+static void *save_view(void *arg) {
+  void **a = arg;
+  CHECK_OK(oa_catalog_view_save(a[0], a[1]));
+  return NULL;
+}
+
+static void view_keeps_its_instant(void) {
+  oa_catalog *cat = oa_catalog_new(NULL);
+  char id[32], text[32];
+  for (int i = 0; i < 3000; i++) {
+    snprintf(id, sizeof id, "a%d", i);
+    snprintf(text, sizeof text, "topic-%d", i % 17);
+    oa_field f[2] = {{"x", vnum(i)}, {"topic", vstr(text)}};
+    CHECK(put(cat, id, f, 2) >= 0);
+  }
+  oa_buf want, got;
+  oa_buf_init(&want);
+  oa_buf_init(&got);
+  CHECK_OK(oa_catalog_save(cat, &want));
+  oa_catalog_view *v = oa_catalog_view_begin(cat);
+  CHECK(v != NULL);
+  void *args[2] = {v, &got};
+  pthread_t t;
+  pthread_create(&t, NULL, save_view, args);
+  for (int i = 0; i < 3000; i += 3) { /* replace, remove, add */
+    snprintf(id, sizeof id, "a%d", i);
+    oa_field f[1] = {{"x", vnum(-i)}};
+    CHECK(put(cat, id, f, 1) >= 0);
+    snprintf(id, sizeof id, "a%d", i + 1);
+    CHECK_OK(oa_catalog_remove(cat, id, strlen(id)));
+    snprintf(id, sizeof id, "new%d", i);
+    CHECK(put(cat, id, f, 1) >= 0);
+  }
+  pthread_join(t, NULL);
+  CHECK(got.len == want.len && !memcmp(got.data, want.data, want.len));
+  oa_catalog_view_end(v);
+  /* The live catalog has every change. */
+  CHECK(oa_catalog_count(cat) == 3000);
+  int32_t n;
+  const oa_field *g = oa_catalog_fields(cat, oa_catalog_find(cat, "a3", 2), &n);
+  CHECK(n == 1 && g[0].value.num == -3);
+  CHECK(oa_catalog_find(cat, "a4", 2) < 0);
+  oa_buf_free(&want);
+  oa_buf_free(&got);
+  oa_catalog_free(cat);
+}
+
 int main(void) {
   RUN(upsert_update_remove_reuse);
   RUN(versions_are_unique_across_catalogs);
@@ -402,5 +452,6 @@ int main(void) {
   RUN(save_load_round_trip);
   RUN(catalog_fields_compile_into_features);
   RUN(many_actions);
+  RUN(view_keeps_its_instant);
   return CHECK_DONE();
 }
