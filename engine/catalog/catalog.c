@@ -27,6 +27,14 @@ typedef struct cat_entry {
   int64_t next_free; /* free list link while the slot is free */
 } cat_entry;
 
+/* What a view keeps of a live action: enough to serialise it. */
+typedef struct view_entry {
+  const char *id;
+  const oa_field *fields;
+  uint32_t idlen;
+  int32_t n;
+} view_entry;
+
 struct oa_catalog {
   cat_entry *e;
   int64_t cap, used; /* used: slots ever handed out */
@@ -41,12 +49,16 @@ struct oa_catalog {
   int views;
   char **retired;
   size_t n_retired, cap_retired;
+  /* a view's entry array, kept for the next view: allocating it afresh
+   * each time costs page faults on the loop thread */
+  view_entry *spare;
+  int64_t spare_cap;
 };
 
 struct oa_catalog_view {
   oa_catalog *cat;
-  cat_entry *e; /* a copy of the entry table */
-  int64_t used, count;
+  view_entry *e; /* the live actions at _begin, in slot order */
+  int64_t count, cap;
 };
 
 /* Process-wide so versions never repeat across catalogs (see catalog.h). */
@@ -97,6 +109,7 @@ void oa_catalog_free(oa_catalog *cat) {
   for (int64_t s = 0; s < cat->used; s++)
     free(cat->e[s].block);
   free_retired(cat);
+  free(cat->spare);
   free(cat->e);
   oa_strmap_free(&cat->ids);
   free(cat);
@@ -427,76 +440,105 @@ static void put_bytes(oa_buf *b, const char *s, size_t n) {
   oa_buf_put(b, s, n);
 }
 
-/* The entries of a table (the catalog's own, or a view's copy). */
-static int save_entries(const cat_entry *entries, int64_t used, int64_t count,
-                        oa_buf *out) {
+/* One action's record in the saved form. */
+static void put_record(oa_buf *out, const char *id, size_t idlen, const oa_field *fields,
+                       int32_t n) {
+  put_bytes(out, id, idlen);
+  oa_buf_put_u32(out, (uint32_t)n);
+  for (int32_t i = 0; i < n; i++) {
+    const oa_value *v = &fields[i].value;
+    put_bytes(out, fields[i].name, strlen(fields[i].name));
+    oa_buf_put_u32(out, (uint32_t)v->type);
+    switch (v->type) {
+    case OA_VAL_NUM:
+      oa_buf_put_f64(out, v->num);
+      break;
+    case OA_VAL_STR:
+      put_bytes(out, v->str, v->len);
+      break;
+    case OA_VAL_LIST:
+      oa_buf_put_u32(out, (uint32_t)v->count);
+      oa_buf_put_u32(out, v->weights != NULL);
+      for (int32_t k = 0; k < v->count; k++)
+        put_bytes(out, v->strs[k], v->lens[k]);
+      if (v->weights) oa_buf_put(out, v->weights, sizeof(double) * (size_t)v->count);
+      break;
+    case OA_VAL_VEC:
+      oa_buf_put_u32(out, (uint32_t)v->count);
+      oa_buf_put(out, v->vec, sizeof(double) * (size_t)v->count);
+      break;
+    default:
+      break;
+    }
+  }
+}
+
+/* The saved form: header, count, records, then a hash of count and
+ * records. _begin returns where the hashed part starts. */
+static size_t save_begin(oa_buf *out, int64_t count) {
   oa_buf_put_header(out, CAT_TAG, CAT_VERSION);
   size_t start = out->len;
   oa_buf_put_u64(out, (uint64_t)count);
-  for (int64_t s = 0; s < used; s++) {
-    const cat_entry *e = &entries[s];
-    if (!e->block) continue;
-    put_bytes(out, e->id, e->idlen);
-    oa_buf_put_u32(out, (uint32_t)e->n);
-    for (int32_t i = 0; i < e->n; i++) {
-      const oa_value *v = &e->fields[i].value;
-      put_bytes(out, e->fields[i].name, strlen(e->fields[i].name));
-      oa_buf_put_u32(out, (uint32_t)v->type);
-      switch (v->type) {
-      case OA_VAL_NUM:
-        oa_buf_put_f64(out, v->num);
-        break;
-      case OA_VAL_STR:
-        put_bytes(out, v->str, v->len);
-        break;
-      case OA_VAL_LIST:
-        oa_buf_put_u32(out, (uint32_t)v->count);
-        oa_buf_put_u32(out, v->weights != NULL);
-        for (int32_t k = 0; k < v->count; k++)
-          put_bytes(out, v->strs[k], v->lens[k]);
-        if (v->weights) oa_buf_put(out, v->weights, sizeof(double) * (size_t)v->count);
-        break;
-      case OA_VAL_VEC:
-        oa_buf_put_u32(out, (uint32_t)v->count);
-        oa_buf_put(out, v->vec, sizeof(double) * (size_t)v->count);
-        break;
-      default:
-        break;
-      }
-    }
-  }
+  return start;
+}
+
+static int save_end(oa_buf *out, size_t start) {
   if (!out->failed)
     oa_buf_put_u64(out, oa_hash_bytes(out->data + start, out->len - start, 0));
   return out->failed ? OA_ENOMEM : 0;
 }
 
 int oa_catalog_save(const oa_catalog *cat, oa_buf *out) {
-  return save_entries(cat->e, cat->used, cat->count, out);
+  size_t start = save_begin(out, cat->count);
+  for (int64_t s = oa_catalog_next(cat, -1); s >= 0; s = oa_catalog_next(cat, s)) {
+    const cat_entry *e = &cat->e[s];
+    put_record(out, e->id, e->idlen, e->fields, e->n);
+  }
+  return save_end(out, start);
 }
 
 oa_catalog_view *oa_catalog_view_begin(oa_catalog *cat) {
   oa_catalog_view *v = calloc(1, sizeof *v);
   if (!v) return NULL;
-  if (cat->used && !(v->e = malloc(sizeof *v->e * (size_t)cat->used))) {
-    free(v);
-    return NULL;
+  if (cat->spare) { /* taken; a second view at once gets its own */
+    v->e = cat->spare, v->cap = cat->spare_cap;
+    cat->spare = NULL, cat->spare_cap = 0;
   }
-  if (cat->used) memcpy(v->e, cat->e, sizeof *v->e * (size_t)cat->used);
+  if (v->cap < cat->count) {
+    int64_t cap = cat->count + cat->count / 4 + 64;
+    view_entry *e = realloc(v->e, sizeof *e * (size_t)cap);
+    if (!e) {
+      free(v->e);
+      free(v);
+      return NULL;
+    }
+    v->e = e, v->cap = cap;
+  }
+  for (int64_t s = 0; s < cat->used; s++) {
+    const cat_entry *c = &cat->e[s];
+    if (c->block)
+      v->e[v->count++] = (view_entry){c->id, c->fields, (uint32_t)c->idlen, c->n};
+  }
   v->cat = cat;
-  v->used = cat->used;
-  v->count = cat->count;
   cat->views++;
   return v;
 }
 
 int oa_catalog_view_save(const oa_catalog_view *v, oa_buf *out) {
-  return save_entries(v->e, v->used, v->count, out);
+  size_t start = save_begin(out, v->count);
+  for (int64_t i = 0; i < v->count; i++)
+    put_record(out, v->e[i].id, v->e[i].idlen, v->e[i].fields, v->e[i].n);
+  return save_end(out, start);
 }
 
 void oa_catalog_view_end(oa_catalog_view *v) {
   if (!v) return;
   oa_catalog *cat = v->cat;
-  free(v->e);
+  if (!cat->spare) {
+    cat->spare = v->e, cat->spare_cap = v->cap;
+  } else {
+    free(v->e);
+  }
   free(v);
   if (--cat->views == 0) free_retired(cat);
 }

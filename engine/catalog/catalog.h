@@ -91,8 +91,9 @@ int64_t oa_catalog_next(const oa_catalog *cat, int64_t slot);
 int oa_catalog_save(const oa_catalog *cat, oa_buf *out);
 
 /* A frozen view of the catalog, to serialise it on another thread while
- * the loop thread goes on changing the catalog (snapshots): _begin copies
- * the entry table (64 bytes an action; the records themselves are shared),
+ * the loop thread goes on changing the catalog (snapshots): _begin lists
+ * the live actions (24 bytes each, in an array kept for the next view; the
+ * records themselves are shared),
  * and until the view ends, records that an upsert replaces or a removal
  * drops are kept rather than freed. _begin and _end on the thread that
  * changes the catalog; _save (the same bytes oa_catalog_save would have
