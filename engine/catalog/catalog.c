@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 #include "core/error.h"
 #include "core/strmap.h"
@@ -524,11 +525,45 @@ oa_catalog_view *oa_catalog_view_begin(oa_catalog *cat) {
   return v;
 }
 
+int oa_catalog_view_stream(const oa_catalog_view *v, size_t chunk,
+                           int (*emit)(void *sink, const void *p, size_t n), void *sink) {
+  XXH3_state_t *st = XXH3_createState();
+  oa_buf b;
+  oa_buf_init(&b);
+  int rc = st ? 0 : OA_ENOMEM;
+  /* The header is not hashed; the count and the records are. */
+  if (!rc) {
+    size_t start = save_begin(&b, v->count);
+    XXH3_64bits_reset_withSeed(st, 0);
+    XXH3_64bits_update(st, b.data + start, b.len - start);
+    rc = b.failed ? OA_ENOMEM : emit(sink, b.data, b.len);
+  }
+  for (int64_t i = 0; !rc && i < v->count; i++) {
+    if (i == 0) b.len = 0;
+    put_record(&b, v->e[i].id, v->e[i].idlen, v->e[i].fields, v->e[i].n);
+    if (b.len >= chunk || i + 1 == v->count) {
+      XXH3_64bits_update(st, b.data, b.len);
+      rc = b.failed ? OA_ENOMEM : emit(sink, b.data, b.len);
+      b.len = 0;
+    }
+  }
+  if (!rc) {
+    b.len = 0;
+    oa_buf_put_u64(&b, XXH3_64bits_digest(st));
+    rc = b.failed ? OA_ENOMEM : emit(sink, b.data, b.len);
+  }
+  XXH3_freeState(st);
+  oa_buf_free(&b);
+  return rc;
+}
+
+static int append(void *sink, const void *p, size_t n) {
+  oa_buf_put(sink, p, n);
+  return ((oa_buf *)sink)->failed ? OA_ENOMEM : 0;
+}
+
 int oa_catalog_view_save(const oa_catalog_view *v, oa_buf *out) {
-  size_t start = save_begin(out, v->count);
-  for (int64_t i = 0; i < v->count; i++)
-    put_record(out, v->e[i].id, v->e[i].idlen, v->e[i].fields, v->e[i].n);
-  return save_end(out, start);
+  return oa_catalog_view_stream(v, (size_t)1 << 20, append, out);
 }
 
 void oa_catalog_view_end(oa_catalog_view *v) {

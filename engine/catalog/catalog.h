@@ -102,6 +102,12 @@ int oa_catalog_save(const oa_catalog *cat, oa_buf *out);
 typedef struct oa_catalog_view oa_catalog_view;
 oa_catalog_view *oa_catalog_view_begin(oa_catalog *cat);
 int oa_catalog_view_save(const oa_catalog_view *v, oa_buf *out);
+/* The same bytes in pieces of about chunk bytes, each handed to
+ * emit(sink, bytes, n) as it is made (a snapshot writes them straight to
+ * its file, never holding the whole catalog in memory); a nonzero return
+ * from emit stops it and is returned. 0, or that code, or OA_ENOMEM. */
+int oa_catalog_view_stream(const oa_catalog_view *v, size_t chunk,
+                           int (*emit)(void *sink, const void *p, size_t n), void *sink);
 void oa_catalog_view_end(oa_catalog_view *v);
 /* Read what oa_catalog_save wrote into a new catalog (slots renumbered from
  * 0 in saved order, fresh versions). Every action is validated as by

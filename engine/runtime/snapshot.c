@@ -98,7 +98,25 @@ int oa_snapshot_build(oa_engine *e, const char *app_version, oa_buf *out, oa_err
 typedef struct piece {
   const void *data;
   size_t len;
+  /* or, when set, a catalog view streamed in chunks (too big to hold) */
+  const oa_catalog_view *catalog;
 } piece;
+
+/* Where the payload goes: the file, and the running checksum and length. */
+typedef struct sink {
+  int fd;
+  XXH64_state_t *hs;
+  uint64_t len;
+} sink;
+
+static int emit(void *s_, const void *p, size_t n) {
+  sink *s = s_;
+  XXH64_update(s->hs, p, n);
+  s->len += n;
+  return write_all(s->fd, p, n) ? OA_EIO : 0;
+}
+
+#define STREAM_CHUNK ((size_t)4 << 20)
 
 static int ensure_dir(const char *dir, oa_error *err) {
   if (mkdir(dir, 0755) && errno != EEXIST)
@@ -114,31 +132,41 @@ static int write_pieces(const char *dir, const piece *pc, int n, oa_error *err) 
   snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, OA_SNAPSHOT_FILE);
   snprintf(cur, sizeof cur, "%s/%s", dir, OA_SNAPSHOT_FILE);
   snprintf(prev, sizeof prev, "%s/%s", dir, OA_SNAPSHOT_PREV);
-  uint8_t header[HEADER_BYTES];
+  /* One pass: a blank header, the payload (checksummed as it goes), then
+   * the header with the payload's length and checksum. */
+  uint8_t header[HEADER_BYTES] = {0};
   uint32_t version = SNAPSHOT_VERSION;
-  uint64_t len = 0;
-  XXH64_state_t *hs = XXH64_createState();
-  if (!hs) return oa_error_set(err, OA_ENOMEM, "out of memory");
-  XXH64_reset(hs, 0);
-  for (int i = 0; i < n; i++) {
-    XXH64_update(hs, pc[i].data, pc[i].len);
-    len += pc[i].len;
+  sink out = {open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644),
+              XXH64_createState(), 0};
+  if (!out.hs) {
+    if (out.fd >= 0) close(out.fd);
+    unlink(tmp);
+    return oa_error_set(err, OA_ENOMEM, "out of memory");
   }
-  uint64_t sum = XXH64_digest(hs);
-  XXH64_freeState(hs);
+  XXH64_reset(out.hs, 0);
+  int ok = out.fd >= 0 && !write_all(out.fd, header, sizeof header);
+  int oom = 0;
+  for (int i = 0; ok && i < n; i++) {
+    int r = pc[i].catalog
+                ? oa_catalog_view_stream(pc[i].catalog, STREAM_CHUNK, emit, &out)
+                : emit(&out, pc[i].data, pc[i].len);
+    oom = r == OA_ENOMEM;
+    ok = !r;
+  }
+  uint64_t sum = XXH64_digest(out.hs);
+  XXH64_freeState(out.hs);
   memcpy(header, SNAPSHOT_MAGIC, 8);
   memcpy(header + 8, &version, 4);
-  memcpy(header + 12, &len, 8);
+  memcpy(header + 12, &out.len, 8);
   memcpy(header + 20, &sum, 8);
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  int ok = fd >= 0 && !write_all(fd, header, sizeof header);
-  for (int i = 0; ok && i < n; i++)
-    ok = !write_all(fd, pc[i].data, pc[i].len);
-  ok = ok && !fsync(fd);
+  ok = ok && pwrite(out.fd, header, sizeof header, 0) == (ssize_t)sizeof header;
+  ok = ok && !fsync(out.fd);
   int saved_errno = errno;
-  if (fd >= 0) ok = !close(fd) && ok;
+  if (out.fd >= 0) ok = !close(out.fd) && ok;
   if (!ok) {
     unlink(tmp);
+    if (oom)
+      return oa_error_set(err, OA_ENOMEM, "out of memory writing snapshot '%s'", tmp);
     return oa_error_set(err, OA_EIO, "cannot write snapshot '%s': %s", tmp,
                         strerror(saved_errno));
   }
@@ -201,7 +229,7 @@ static void clean_sidecars(const char *dir) {
 }
 
 int oa_snapshot_write_file(const char *dir, const oa_buf *payload, oa_error *err) {
-  piece pc = {payload->data, payload->len};
+  piece pc = {payload->data, payload->len, NULL};
   int rc = write_pieces(dir, &pc, 1, err);
   if (!rc) clean_sidecars(dir);
   return rc;
@@ -257,18 +285,13 @@ int oa_snapshot_job_write(oa_snapshot_job *job, const char *dir, oa_error *err) 
       name[0] = 0;
     }
   }
-  oa_buf catalog;
-  oa_buf_init(&catalog);
-  if (oa_catalog_view_save(job->catalog, &catalog))
-    rc = oa_error_set(err, OA_ENOMEM, "out of memory while saving the catalog");
   uint64_t n = section.len;
-  piece pc[5] = {{job->head.data, job->head.len},
-                 {&n, 8},
-                 {section.data, section.len},
-                 {catalog.data, catalog.len},
-                 {job->tail.data, job->tail.len}};
-  if (!rc) rc = write_pieces(dir, pc, 5, err);
-  oa_buf_free(&catalog);
+  piece pc[5] = {{job->head.data, job->head.len, NULL},
+                 {&n, 8, NULL},
+                 {section.data, section.len, NULL},
+                 {NULL, 0, job->catalog},
+                 {job->tail.data, job->tail.len, NULL}};
+  rc = write_pieces(dir, pc, 5, err);
   oa_buf_free(&section);
   if (rc && name[0]) {
     char path[4096];
