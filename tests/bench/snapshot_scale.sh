@@ -51,13 +51,19 @@ queries() { # top-20 exact for three fixed user embeddings, ids only
   done
 }
 
-t0=$(now)
-"$BUILD/onearm" serve "$APP" --catalog "$CSV" --data "$DATA" --listen 127.0.0.1:$PORT \
-  --snapshot-every 0 --no-watch >"$DATA/log" 2>&1 &
-pid=$!
-wait_up $pid
-t1=$(now)
-echo "load_s $(echo "$t1 - $t0" | bc)"
+start() { # LOG [ARGS...]: serve with ARGS, log to LOG; sets pid and the start-up time
+  log=$1
+  shift
+  t0=$(now)
+  "$BUILD/onearm" serve "$APP" "$@" --data "$DATA" --listen 127.0.0.1:$PORT \
+    --snapshot-every 0 --no-watch >"$log" 2>&1 &
+  pid=$!
+  wait_up $pid
+  up_s=$(echo "$(now) - $t0" | bc)
+}
+
+start "$DATA/log" --catalog "$CSV"
+echo "load_s $up_s"
 echo "rss_after_load_mib $(rss $pid)"
 wait_index
 echo "index_built_s $(echo "$(now) - $t0" | bc)"
@@ -74,13 +80,8 @@ grep -i 'snapshot\|restored' "$DATA/log" || true
 ls -l "$DATA" | awk '/state/ {print "file", $9, $5}'
 echo "snapshot_total_bytes $(du -cb "$DATA"/state.oas "$DATA"/state.*.oav 2>/dev/null | tail -1 | cut -f1)"
 
-t0=$(now)
-"$BUILD/onearm" serve "$APP" --data "$DATA" --listen 127.0.0.1:$PORT \
-  --snapshot-every 0 --no-watch >"$DATA/log2" 2>&1 &
-pid=$!
-wait_up $pid
-t1=$(now)
-echo "restore_s $(echo "$t1 - $t0" | bc)"
+start "$DATA/log2"
+echo "restore_s $up_s"
 echo "rss_after_restore_mib $(rss $pid)"
 grep -i 'restored\|retrieval' "$DATA/log2" || true
 # No wait for an index here: a restore either adopts the snapshot's index

@@ -88,6 +88,16 @@ static oa_engine *make_engine(int items) {
   return e;
 }
 
+/* make_engine(items) with retrieval configured; *p gets policy "p". */
+static oa_engine *retrieving_engine(int items, oa_policy **p) {
+  oa_error err;
+  oa_engine *e = make_engine(items);
+  oa_retrieval_config c = config();
+  CHECK_OK(oa_engine_set_retrieval(e, &c, &err));
+  if (p) *p = oa_engine_policy(e, "p");
+  return e;
+}
+
 static oa_value user_value(const double *u) {
   return (oa_value){.type = OA_VAL_VEC, .count = DIM, .vec = u};
 }
@@ -185,10 +195,8 @@ static void test_store_follows_catalog(void) {
 static void test_decide_is_exact_top_n(void) {
   oa_error err;
   int items = 300;
-  oa_engine *e = make_engine(items);
-  oa_retrieval_config c = config();
-  CHECK_OK(oa_engine_set_retrieval(e, &c, &err));
-  oa_policy *p = oa_engine_policy(e, "p");
+  oa_policy *p;
+  oa_engine *e = retrieving_engine(items, &p);
   double u[DIM];
   item_vec(9999, u);
   oa_value ctx[1] = {user_value(u)};
@@ -265,10 +273,8 @@ static void test_decide_is_exact_top_n(void) {
 static void test_fresh_share(void) {
   oa_error err;
   int items = 200;
-  oa_engine *e = make_engine(items);
-  oa_retrieval_config c = config();
-  CHECK_OK(oa_engine_set_retrieval(e, &c, &err));
-  oa_policy *p = oa_engine_policy(e, "p");
+  oa_policy *p;
+  oa_engine *e = retrieving_engine(items, &p);
   double u[DIM];
   item_vec(4242, u);
   oa_value ctx[1] = {user_value(u)};
@@ -415,10 +421,8 @@ static void *run_job(void *job) {
 static void test_approximate_and_background_jobs(void) {
   oa_error err;
   int items = 3000;
-  oa_engine *e = make_engine(items);
-  oa_retrieval_config c = config();
-  CHECK_OK(oa_engine_set_retrieval(e, &c, &err));
-  oa_policy *p = oa_engine_policy(e, "p");
+  oa_policy *p;
+  oa_engine *e = retrieving_engine(items, &p);
   /* Recall of approximate against exact, probing every list: exact. */
   oa_retrieve_request ex = {.n = 20, .mode = OA_RETRIEVE_EXACT, .fresh_share = -1};
   oa_retrieve_request ap = {
@@ -539,10 +543,8 @@ static void *run_scan(void *scan) {
 static void test_scans_off_thread_with_concurrent_changes(void) {
   oa_error err;
   int items = 3000;
-  oa_engine *e = make_engine(items);
-  oa_retrieval_config c = config();
-  CHECK_OK(oa_engine_set_retrieval(e, &c, &err));
-  oa_policy *p = oa_engine_policy(e, "p");
+  oa_policy *p;
+  oa_engine *e = retrieving_engine(items, &p);
   double u[DIM];
   item_vec(42, u); /* item 42 is the best match for its own vector */
   float q[DIM];
@@ -633,10 +635,8 @@ static void test_scans_off_thread_with_concurrent_changes(void) {
  * shortlist; an approximate scan in the batch runs on its own. */
 static void test_batched_scans(void) {
   oa_error err;
-  oa_engine *e = make_engine(3000);
-  oa_retrieval_config c = config();
-  CHECK_OK(oa_engine_set_retrieval(e, &c, &err));
-  oa_policy *p = oa_engine_policy(e, "p");
+  oa_policy *p;
+  oa_engine *e = retrieving_engine(3000, &p);
   enum { K = 4 };
   float q[K][DIM];
   oa_retrieve_request rq[K];
