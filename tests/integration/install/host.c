@@ -1,5 +1,6 @@
 /* A host program built against an installed onearm (pkg-config or CMake):
- * it loads an app, decides and rewards in process. */
+ * it loads an app, keeps its catalog (actions and a catalog file), decides
+ * and rewards in process. */
 #include <onearm.h>
 #include <stdio.h>
 #include <string.h>
@@ -32,6 +33,29 @@ int main(int argc, char **argv) {
   if (oa_service_remove_action(s, "gift", &err) != OA_ENOTFOUND ||
       oa_service_decide(s, NULL, NULL, NULL, 0, by_id, 1, &g, &err) == 0) {
     fprintf(stderr, "host: a removed action is still there\n");
+    return 1;
+  }
+  /* a catalog file in process; a bad one changes nothing */
+  char path[4096];
+  snprintf(path, sizeof path, "%s/catalog.csv", argv[2]);
+  FILE *f = fopen(path, "w");
+  if (!f) return 1;
+  fputs("id,kind\nbox,bundle\npack,bundle\n", f);
+  fclose(f);
+  oa_candidate box[1] = {{"box", NULL, 0}}, late[1] = {{"late", NULL, 0}};
+  if (oa_service_load_catalog(s, path, &err) ||
+      oa_service_decide(s, NULL, NULL, NULL, 0, box, 1, &g, &err)) {
+    fprintf(stderr, "host: catalog file: %s\n", err.message);
+    return 1;
+  }
+  f = fopen(path, "w");
+  if (!f) return 1;
+  fputs("id,kind\nlate,bundle\nbroken\n", f);
+  fclose(f);
+  if (oa_service_load_catalog(s, path, &err) != OA_EFORMAT ||
+      !strstr(err.message, "line 3") ||
+      oa_service_decide(s, NULL, NULL, NULL, 0, late, 1, &g, &err) == 0) {
+    fprintf(stderr, "host: a bad catalog file was not refused whole\n");
     return 1;
   }
   if (oa_service_snapshot(s, &err)) {
