@@ -109,6 +109,13 @@ describe("onearm serve", function()
     { id = "text", features = { style = "text", images = 0 } },
   }
 
+  it("runs with malloc's heap on transparent huge pages when the kernel has them", function()
+    local thp = read("/sys/kernel/mm/transparent_hugepage/enabled") or "[never]"
+    local env = read("/proc/" .. server.pid .. "/environ") or ""
+    local on = env:find("glibc.malloc.hugetlb=1", 1, true) ~= nil
+    assert.equal(not thp:find("[never]", 1, true), on)
+  end)
+
   it("answers health checks", function()
     local status, body = request("GET", "/healthz")
     assert.equal(200, status)
