@@ -367,19 +367,24 @@ void oa_catalog_prefetch(const oa_catalog *cat, const char *const *ids,
   const oa_strmap *m = &cat->ids;
   if (!m->cap) return;
   size_t mask = m->cap - 1;
-  /* First every home slot, then, with the slots in cache, each key and
-   * record (a slot holds its key's hash and value: no compare needed). */
-  for (int32_t i = 0; i < n; i++) {
-    size_t len = lens ? lens[i] : strlen(ids[i]);
-    __builtin_prefetch(&m->slots[oa_hash_bytes(ids[i], len, 0) & mask]);
-  }
-  for (int32_t i = 0; i < n; i++) {
-    size_t len = lens ? lens[i] : strlen(ids[i]);
-    uint64_t h = oa_hash_bytes(ids[i], len, 0);
-    const oa_strmap_entry *e = &m->slots[h & mask];
-    if (!e->key || e->hash != h) continue; /* collided: the lookup will probe */
-    __builtin_prefetch(e->key);
-    if (e->value >= 0 && e->value < cat->used) __builtin_prefetch(&cat->e[e->value]);
+  /* In groups: first every home slot, then, with the slots in cache, each
+   * key and record (a slot holds its key's hash and value: no compare
+   * needed). */
+  enum { GROUP = 256 };
+  uint64_t h[GROUP];
+  for (int32_t g = 0; g < n; g += GROUP) {
+    int32_t k = n - g < GROUP ? n - g : GROUP;
+    for (int32_t i = 0; i < k; i++) {
+      const char *id = ids[g + i];
+      h[i] = oa_hash_bytes(id, lens ? lens[g + i] : strlen(id), 0);
+      __builtin_prefetch(&m->slots[h[i] & mask]);
+    }
+    for (int32_t i = 0; i < k; i++) {
+      const oa_strmap_entry *e = &m->slots[h[i] & mask];
+      if (!e->key || e->hash != h[i]) continue; /* collided: the lookup will probe */
+      __builtin_prefetch(e->key);
+      if (e->value >= 0 && e->value < cat->used) __builtin_prefetch(&cat->e[e->value]);
+    }
   }
 }
 
